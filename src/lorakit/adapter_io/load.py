@@ -1,0 +1,226 @@
+"""``load_adapter``: strict, safe loading of lorakit- and PEFT-saved adapters.
+
+Everything is checked before the model changes, and a failure part-way through is rolled
+back, so a failed load leaves the model exactly as it was.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lorakit.adapter_io.integrity import (
+    FINGERPRINT_KEY,
+    fingerprint_mismatch,
+    parse_json_metadata,
+    read_safetensors,
+)
+from lorakit.adapter_io.keys import PREFIX, adapter_entries, module_of_key
+from lorakit.adapter_io.peft_config import from_peft_dict, read_config_file
+from lorakit.adapter_io.save import CONFIG_NAME, WEIGHTS_NAME, base_fingerprint
+from lorakit.config import ALL_LINEAR, LoraConfig
+from lorakit.errors import AdapterFileError, LorakitError
+from lorakit.layers import is_conv1d
+from lorakit.model import (
+    adapter_state,
+    add_adapter,
+    check_adapter_name,
+    delete_adapter,
+    has_adapters,
+    set_adapter,
+)
+from lorakit.targeting import _base_modules
+
+
+def load_adapter(
+    model: nn.Module,
+    path: str | Path,
+    adapter_name: str = "default",
+    *,
+    is_trainable: bool = False,
+    allow_base_mismatch: bool = False,
+) -> nn.Module:
+    """Load the adapter in folder ``path`` onto ``model`` as ``adapter_name``.
+
+    The first adapter on a model becomes active. With ``is_trainable=False`` (the default)
+    nothing requires grad afterwards. Returns the same model object.
+    """
+    check_adapter_name(adapter_name)
+    folder = Path(path)
+    if not folder.is_dir():
+        raise AdapterFileError(f"{folder}: adapter folder not found")
+    raw = read_config_file(folder / CONFIG_NAME)
+    cfg, peft_match = from_peft_dict(raw, folder / CONFIG_NAME)
+    tensors, metadata = read_safetensors(folder / WEIGHTS_NAME)
+    if has_adapters(model) and adapter_name in adapter_state(model).configs:
+        raise LorakitError(f"adapter {adapter_name!r} already exists on this model")
+    resolved = _resolve_against_model(model, cfg, peft_match, tensors, folder)
+    _check_fingerprint(model, resolved.targets, metadata, folder, allow_base_mismatch)
+    _apply(model, resolved, tensors, adapter_name, is_trainable, folder)
+    return model
+
+
+def _resolve_against_model(
+    model: nn.Module,
+    cfg: LoraConfig,
+    peft_match: dict[str, Any],
+    tensors: dict[str, torch.Tensor],
+    folder: Path,
+) -> LoraConfig:
+    """The config with targets, ranks and alphas pinned to what the file holds."""
+    bad = [k for k in tensors if not k.startswith(PREFIX)]
+    if bad:
+        raise AdapterFileError(f"{folder / WEIGHTS_NAME}: unknown tensor key {bad[0]!r}")
+    in_file = {m for m in map(module_of_key, tensors) if m is not None}
+    present = {n for n, _ in _base_modules(model)}
+    saved = [m for m in cfg.modules_to_save if any(n == m or n.endswith("." + m) for n in present)]
+    expected = set(_peft_targets(model, cfg, peft_match, saved))
+    if in_file - expected:
+        extra = sorted(in_file - expected)[0]
+        raise AdapterFileError(
+            f"{folder / WEIGHTS_NAME}: unexpected tensors for module {extra!r}, "
+            "which the adapter config does not target (or the model lacks)"
+        )
+    if expected - in_file:
+        missing = sorted(expected - in_file)[0]
+        raise AdapterFileError(f"{folder / WEIGHTS_NAME}: missing tensors for target {missing!r}")
+    if not in_file:
+        raise AdapterFileError(f"{folder / WEIGHTS_NAME}: holds no LoRA tensors")
+    targets = sorted(in_file)
+    return replace(
+        cfg,
+        targets=targets,
+        exclude=None,
+        layers=None,
+        modules_to_save=saved,
+        rank_pattern={t: cfg.rank_for(t) for t in targets},
+        alpha_pattern={t: cfg.alpha_for(t) for t in targets},
+    )
+
+
+def _peft_targets(
+    model: nn.Module, cfg: LoraConfig, peft_match: dict[str, Any], modules_to_save: list[str]
+) -> list[str]:
+    """The modules PEFT would adapt for this config (PEFT's matching rules, not lorakit's)."""
+    modules = _base_modules(model)
+    spec = cfg.targets
+    if spec == ALL_LINEAR:
+        get_out = getattr(model, "get_output_embeddings", None)
+        head = get_out() if callable(get_out) else None
+        head_names = {n.rsplit(".", 1)[-1] for n, m in modules if m is head}
+        spec = sorted(
+            {n.rsplit(".", 1)[-1] for n, m in modules if isinstance(m, nn.Linear) or is_conv1d(m)}
+            - head_names
+        )
+    out = []
+    for name, _ in modules:
+        if cfg.exclude is not None and _suffix_or_regex(cfg.exclude, name):
+            continue
+        if any(re.match(rf"(^|.*\.){re.escape(m)}($|\..*)", name) for m in modules_to_save):
+            continue
+        if not _suffix_or_regex(spec, name):
+            continue
+        layers = peft_match.get("layers_to_transform")
+        if (
+            layers
+            and isinstance(spec, list)
+            and _peft_layer_index(name, peft_match.get("layers_pattern")) not in layers
+        ):
+            continue
+        out.append(name)
+    return out
+
+
+def _suffix_or_regex(spec: list[str] | str, name: str) -> bool:
+    if isinstance(spec, str):
+        return re.fullmatch(spec, name) is not None
+    return name in spec or any(name.endswith("." + s) for s in spec)
+
+
+def _peft_layer_index(name: str, layers_pattern: str | list[str] | None) -> int | None:
+    if not layers_pattern:
+        m = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", name)
+        return int(m.group("idx")) if m else None
+    for pattern in [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern:
+        m = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", name)
+        if m:
+            return int(m.group("idx"))
+    return None
+
+
+def _check_fingerprint(
+    model: nn.Module,
+    targets: list[str],
+    metadata: dict[str, str],
+    folder: Path,
+    allow_base_mismatch: bool,
+) -> None:
+    saved = parse_json_metadata(metadata, FINGERPRINT_KEY, folder / WEIGHTS_NAME)
+    if saved is None:
+        warnings.warn(
+            f"{folder}: adapter has no base-model fingerprint (saved by PEFT?); "
+            "cannot check that it belongs to this base model",
+            stacklevel=3,
+        )
+        return
+    if not isinstance(saved, dict):
+        raise AdapterFileError(f"{folder / WEIGHTS_NAME}: metadata {FINGERPRINT_KEY!r} is malformed")
+    problem = fingerprint_mismatch(saved, base_fingerprint(model, targets))
+    if problem and not allow_base_mismatch:
+        raise AdapterFileError(
+            f"{folder}: this adapter was trained on a different base model: {problem}. "
+            "Pass allow_base_mismatch=True to load it anyway."
+        )
+    if problem:
+        warnings.warn(f"{folder}: loading onto a different base model: {problem}", stacklevel=3)
+
+
+def _apply(
+    model: nn.Module,
+    cfg: LoraConfig,
+    tensors: dict[str, torch.Tensor],
+    name: str,
+    is_trainable: bool,
+    folder: Path,
+) -> None:
+    grads = {n: p.requires_grad for n, p in model.named_parameters()}
+    first = not has_adapters(model)
+    previous = None if first else adapter_state(model).active
+    try:
+        add_adapter(model, name, cfg)
+        entries = adapter_entries(model, name)
+        unknown = sorted(set(tensors) - set(entries))
+        missing = sorted(set(entries) - set(tensors))
+        if unknown:
+            raise AdapterFileError(f"{folder / WEIGHTS_NAME}: unknown tensor key {unknown[0]!r}")
+        if missing:
+            raise AdapterFileError(f"{folder / WEIGHTS_NAME}: missing tensor key {missing[0]!r}")
+        for key, target in entries.items():
+            if tuple(tensors[key].shape) != tuple(target.shape):
+                raise AdapterFileError(
+                    f"{folder / WEIGHTS_NAME}: tensor {key!r} has shape {tuple(tensors[key].shape)}, "
+                    f"the model expects {tuple(target.shape)}"
+                )
+        with torch.no_grad():
+            for key, target in entries.items():
+                target.copy_(tensors[key].to(target.dtype))
+    except Exception:
+        if has_adapters(model) and name in adapter_state(model).configs:
+            delete_adapter(model, name)
+        if previous is not None:
+            set_adapter(model, previous)
+        for n, p in model.named_parameters():
+            p.requires_grad_(grads.get(n, p.requires_grad))
+        raise
+    if first:
+        set_adapter(model, name)
+        if not is_trainable:
+            model.requires_grad_(False)
+    elif previous is not None:
+        set_adapter(model, previous)

@@ -1,0 +1,69 @@
+"""``save_adapter``: PEFT-compatible files, with a base fingerprint and a content checksum."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from torch import nn
+
+from lorakit.adapter_io.integrity import (
+    CHECKSUM_KEY,
+    FINGERPRINT_KEY,
+    atomic_write_bytes,
+    atomic_write_text,
+    checksum,
+    fingerprint,
+    safetensors_payload,
+)
+from lorakit.adapter_io.keys import adapted_modules, adapter_entries, saved_module_names
+from lorakit.adapter_io.peft_config import to_peft_dict
+from lorakit.errors import AdapterFileError
+from lorakit.layers.base import original_weight
+from lorakit.model import adapter_state, check_adapter_name
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+
+
+def base_fingerprint(model: nn.Module, targets: list[str]) -> dict:
+    weights = {name: original_weight(model.get_submodule(name)) for name in targets}
+    return fingerprint(type(model).__name__, weights)
+
+
+def save_adapter(
+    model: nn.Module,
+    path: str | Path,
+    adapter_name: str | None = None,
+    *,
+    base_model_name: str | None = None,
+) -> Path:
+    """Write adapter ``adapter_name`` (default: the active one) to the folder ``path``.
+
+    Both files are written atomically; an adapter with no tensors is refused.
+    """
+    state = adapter_state(model)
+    name = adapter_name or state.active
+    if name is None or name not in state.configs:
+        raise AdapterFileError(f"no adapter named {name!r}; this model has {list(state.configs)}")
+    check_adapter_name(name)
+    entries = adapter_entries(model, name)
+    if not entries:
+        raise AdapterFileError(f"adapter {name!r} has no tensors; refusing to write an empty adapter")
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in entries.items()}
+    targets = adapted_modules(model, name)
+    cfg = state.configs[name]
+    if base_model_name is None:
+        base_model_name = getattr(model, "name_or_path", None) or None
+    metadata = {
+        "format": "pt",
+        CHECKSUM_KEY: checksum(tensors),
+        FINGERPRINT_KEY: json.dumps(base_fingerprint(model, targets)),
+        "lorakit.config": json.dumps(asdict(cfg)),
+    }
+    out = Path(path)
+    config = to_peft_dict(cfg, targets, saved_module_names(model, name), base_model_name)
+    atomic_write_bytes(out / WEIGHTS_NAME, safetensors_payload(tensors, metadata))
+    atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return out

@@ -1,0 +1,23 @@
+"""Error types. Every mistake a user can make surfaces as a subclass of ``LorakitError``."""
+
+from __future__ import annotations
+
+
+class LorakitError(ValueError):
+    """Base class for errors caused by user input: configs, targets, adapter files, paths."""
+
+
+class ConfigError(LorakitError):
+    """A configuration value is missing, of the wrong type, or out of range."""
+
+
+class TargetError(LorakitError):
+    """A target specification matched nothing, or matched a module type lorakit cannot adapt."""
+
+
+class AdapterFileError(LorakitError):
+    """An adapter directory is missing, corrupt, or does not fit the model it is loaded onto."""
+
+
+class MergeError(LorakitError):
+    """Merging was refused (non-finite delta, adapters disabled while merged, ...)."""

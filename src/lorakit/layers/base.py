@@ -1,0 +1,97 @@
+"""What every LoRA wrapper shares: adapter bookkeeping and bit-exact merge/unmerge.
+
+The wrappers are plain ``nn.Module`` s; this module holds the contract (a Protocol) and
+small helper functions they call, never a base class to inherit from.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from lorakit.errors import MergeError
+
+
+@runtime_checkable
+class LoraLayer(Protocol):
+    """The contract every LoRA wrapper fulfils."""
+
+    base_layer: nn.Module
+    scaling: dict[str, float]
+    r: dict[str, int]
+    active_adapters: list[str]
+    merged_adapters: list[str]
+    disabled: bool
+
+    def add_adapter(
+        self, name: str, r: int, alpha: float, scaling: float, dropout: float, init: str
+    ) -> None: ...
+
+    def delete_adapter(self, name: str) -> None: ...
+
+    def delta_weight(self, name: str) -> torch.Tensor:
+        """The update to ``base_layer.weight`` in float32, in the weight's own layout."""
+        ...
+
+    def adapter_names(self) -> list[str]: ...
+
+
+def init_lora_a(weight: torch.Tensor, r: int, init: str) -> None:
+    """A starts random so the gradient of B is non-zero; B starts at zero so h == W0 x at first."""
+    with torch.no_grad():
+        if init == "gaussian":
+            nn.init.normal_(weight, std=1.0 / r)
+        else:
+            nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+
+
+def base_weight(layer: LoraLayer) -> torch.Tensor:
+    return layer.base_layer.weight
+
+
+def merge_layer(layer: LoraLayer, names: list[str], deltas: dict[str, torch.Tensor]) -> None:
+    """Add precomputed float32 deltas into the base weight, keeping the original for unmerge."""
+    weight = base_weight(layer)
+    todo = [n for n in names if n not in layer.merged_adapters]
+    if not todo:
+        return
+    if not layer.merged_adapters:
+        # A copy, not a subtraction later: unmerge must restore W0 bit for bit.
+        layer._unmerged_weight = weight.detach().clone()
+    with torch.no_grad():
+        merged = weight.detach().float()
+        for name in todo:
+            merged = merged + deltas[name]
+        weight.data.copy_(merged.to(weight.dtype))
+    layer.merged_adapters.extend(todo)
+
+
+def unmerge_layer(layer: LoraLayer) -> None:
+    """Restore the base weight saved by the first merge (no-op when nothing is merged)."""
+    if not layer.merged_adapters:
+        return
+    with torch.no_grad():
+        base_weight(layer).data.copy_(layer._unmerged_weight)
+    layer._unmerged_weight = None
+    layer.merged_adapters.clear()
+
+
+def original_weight(module: nn.Module) -> torch.Tensor:
+    """W0 as it was before any merge, for a LoRA wrapper or a plain module."""
+    saved = getattr(module, "_unmerged_weight", None)
+    if saved is not None:
+        return saved
+    base = getattr(module, "base_layer", module)
+    return base.weight.detach()
+
+
+def check_finite_delta(module_name: str, adapter: str, delta: torch.Tensor) -> None:
+    if not torch.isfinite(delta).all():
+        bad = int((~torch.isfinite(delta)).sum())
+        raise MergeError(
+            f"refusing to merge adapter {adapter!r} into {module_name}: its delta has {bad} "
+            "non-finite values (NaN/Inf); no weight was changed"
+        )

@@ -1,0 +1,72 @@
+"""LoRA around ``nn.Linear`` and transformers' GPT-2 ``Conv1D`` (weight stored transposed)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lorakit.layers.base import init_lora_a
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    """transformers.pytorch_utils.Conv1D, recognised without importing transformers."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "weight")
+
+
+class LoraLinear(nn.Module):
+    """h = base_layer(x) + sum over active adapters of scaling * B(A(dropout(x)))."""
+
+    def __init__(self, base_layer: nn.Module) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.fan_in_fan_out = is_conv1d(base_layer)
+        rows, cols = base_layer.weight.shape
+        self.in_features, self.out_features = (rows, cols) if self.fan_in_fan_out else (cols, rows)
+        self.lora_A = nn.ModuleDict()
+        self.lora_B = nn.ModuleDict()
+        self.lora_dropout = nn.ModuleDict()
+        self.scaling: dict[str, float] = {}
+        self.r: dict[str, int] = {}
+        self.active_adapters: list[str] = []
+        self.merged_adapters: list[str] = []
+        self.disabled = False
+        self._unmerged_weight: torch.Tensor | None = None
+
+    def add_adapter(self, name: str, r: int, alpha: float, scaling: float, dropout: float, init: str) -> None:
+        weight = self.base_layer.weight
+        factory = {"device": weight.device, "dtype": torch.float32}
+        self.lora_A[name] = nn.Linear(self.in_features, r, bias=False, **factory)
+        self.lora_B[name] = nn.Linear(r, self.out_features, bias=False, **factory)
+        self.lora_dropout[name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        init_lora_a(self.lora_A[name].weight, r, init)
+        nn.init.zeros_(self.lora_B[name].weight)
+        self.r[name], self.scaling[name] = r, scaling
+
+    def delete_adapter(self, name: str) -> None:
+        for table in (self.lora_A, self.lora_B, self.lora_dropout):
+            del table[name]
+        del self.r[name], self.scaling[name]
+        self.active_adapters = [a for a in self.active_adapters if a != name]
+
+    def adapter_names(self) -> list[str]:
+        return list(self.lora_A.keys())
+
+    def delta_weight(self, name: str) -> torch.Tensor:
+        delta = self.lora_B[name].weight.float() @ self.lora_A[name].weight.float()
+        delta = delta * self.scaling[name]
+        return delta.T if self.fan_in_fan_out else delta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.base_layer(x)
+        if self.disabled:
+            return result
+        for name in self.active_adapters:
+            if name in self.merged_adapters:
+                continue
+            a, b = self.lora_A[name], self.lora_B[name]
+            h = self.lora_dropout[name](x.to(a.weight.dtype))
+            result = result + (b(a(h)) * self.scaling[name]).to(result.dtype)
+        return result
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, r={self.r}, merged={self.merged_adapters}"

@@ -1,0 +1,61 @@
+"""Explicit merge / unmerge / unload. Nothing here happens as a side effect of train()/eval()."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lorakit.layers.base import check_finite_delta, merge_layer, unmerge_layer
+from lorakit.model import adapter_state, has_adapters, lora_layers, replace_module, saved_modules
+
+
+def merge(model: nn.Module, adapter_names: list[str] | None = None) -> nn.Module:
+    """Add the active (or named) adapters into the base weights, computed in float32.
+
+    Every delta is computed and checked before any weight changes, so a non-finite delta
+    leaves the model untouched. Merging again is a no-op; ``unmerge`` restores bit-exactly.
+    """
+    state = adapter_state(model)
+    names = adapter_names if adapter_names is not None else [state.active] if state.active else []
+    plans: list[tuple[nn.Module, list[str], dict[str, torch.Tensor]]] = []
+    with torch.no_grad():
+        for module_name, layer in lora_layers(model):
+            todo = [n for n in names if n in layer.adapter_names() and n not in layer.merged_adapters]
+            deltas = {n: layer.delta_weight(n) for n in todo}
+            for n, d in deltas.items():
+                check_finite_delta(module_name, n, d)
+            plans.append((layer, todo, deltas))
+    for layer, todo, deltas in plans:
+        merge_layer(layer, todo, deltas)
+    return model
+
+
+def unmerge(model: nn.Module) -> nn.Module:
+    """Restore every base weight to what it was before the first merge, bit for bit."""
+    for _, layer in lora_layers(model):
+        unmerge_layer(layer)
+    return model
+
+
+def merge_and_unload(model: nn.Module) -> nn.Module:
+    """Merge the active adapter and give back the model with its original module classes."""
+    if has_adapters(model):
+        merge(model)
+    for name, layer in list(lora_layers(model)):
+        layer._unmerged_weight = None
+        replace_module(model, name, layer.base_layer)
+    for name, module in list(saved_modules(model)):
+        replace_module(model, name, module.active_module())
+    model.__dict__.pop("_lorakit", None)
+    return model
+
+
+def unload(model: nn.Module) -> nn.Module:
+    """Remove every adapter without merging: the model is its base again."""
+    unmerge(model)
+    for name, layer in list(lora_layers(model)):
+        replace_module(model, name, layer.base_layer)
+    for name, module in list(saved_modules(model)):
+        replace_module(model, name, module.original_module)
+    model.__dict__.pop("_lorakit", None)
+    return model

@@ -1,0 +1,218 @@
+"""Putting adapters into a model and managing several of them: inject, add, set, delete, disable."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from lorakit.config import LoraConfig
+from lorakit.errors import ConfigError, LorakitError, TargetError
+from lorakit.layers import LORA_TYPES, ModulesToSave, wrap
+from lorakit.targeting import resolve_targets
+
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+DEFAULT = "default"
+
+
+@dataclass
+class AdapterState:
+    """What lorakit remembers on a model: each adapter's config and which one is active."""
+
+    configs: dict[str, LoraConfig] = field(default_factory=dict)
+    active: str | None = None
+
+
+def check_adapter_name(name: object) -> str:
+    if not isinstance(name, str) or not ADAPTER_NAME.fullmatch(name):
+        raise ConfigError(f"adapter name {name!r} is invalid: use 1-64 characters from A-Z a-z 0-9 _ -")
+    return name
+
+
+def adapter_state(model: nn.Module) -> AdapterState:
+    state = model.__dict__.get("_lorakit")
+    if state is None:
+        raise LorakitError("this model has no lorakit adapter: call lorakit.inject(model, cfg) first")
+    return state
+
+
+def has_adapters(model: nn.Module) -> bool:
+    return model.__dict__.get("_lorakit") is not None
+
+
+def lora_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    for name, module in model.named_modules():
+        if isinstance(module, LORA_TYPES):
+            yield name, module
+
+
+def saved_modules(model: nn.Module) -> Iterator[tuple[str, ModulesToSave]]:
+    for name, module in model.named_modules():
+        if isinstance(module, ModulesToSave):
+            yield name, module
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def inject(model: nn.Module, cfg: LoraConfig, adapter_name: str = DEFAULT) -> nn.Module:
+    """Freeze ``model`` and add a LoRA adapter to the modules ``cfg`` targets, in place.
+
+    The new adapter is active and the only thing that trains (with the biases and
+    modules_to_save that ``cfg`` asks for). Returns the same model object.
+    """
+    if has_adapters(model):
+        raise LorakitError("model already has lorakit adapters; use add_adapter(model, name, cfg)")
+    model.__dict__["_lorakit"] = AdapterState()
+    try:
+        add_adapter(model, adapter_name, cfg)
+    except Exception:
+        del model.__dict__["_lorakit"]
+        raise
+    set_adapter(model, adapter_name)
+    return model
+
+
+def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
+    """Add another adapter beside the existing ones; it stays inactive until ``set_adapter``."""
+    check_adapter_name(adapter_name)
+    if not isinstance(cfg, LoraConfig):
+        raise ConfigError(f"expected a LoraConfig, got {type(cfg).__name__}")
+    if not has_adapters(model):
+        model.__dict__["_lorakit"] = AdapterState()
+    state = adapter_state(model)
+    if adapter_name in state.configs:
+        raise ConfigError(f"adapter {adapter_name!r} already exists on this model")
+    targets = resolve_targets(model, cfg)  # raises before anything changes
+    missing = [m for m in cfg.modules_to_save if not _find_saved_module(model, m)]
+    if missing:
+        raise TargetError(f"modules_to_save: {missing} match no module of the model")
+    if not state.configs:
+        model.requires_grad_(False)
+    wrapped = dict(lora_layers(model))
+    for name, module in targets:
+        layer = wrapped.get(name) or wrap(module, name)
+        if name not in wrapped:
+            replace_module(model, name, layer)
+        layer.add_adapter(
+            adapter_name,
+            cfg.rank_for(name),
+            cfg.alpha_for(name),
+            cfg.scaling_for(name),
+            cfg.dropout,
+            cfg.init,
+        )
+        layer.requires_grad_(False)
+    for name in _saved_module_names(model, cfg.modules_to_save):
+        module = model.get_submodule(name)
+        if not isinstance(module, ModulesToSave):
+            module = ModulesToSave(module)
+            replace_module(model, name, module)
+        module.add_adapter(adapter_name)
+        module.modules_to_save[adapter_name].requires_grad_(False)
+    state.configs[adapter_name] = cfg
+
+
+def _find_saved_module(model: nn.Module, spec: str) -> bool:
+    return bool(_saved_module_names(model, [spec]))
+
+
+def _saved_module_names(model: nn.Module, specs: list[str]) -> list[str]:
+    names = []
+    for name, module in model.named_modules():
+        if (
+            isinstance(module, LORA_TYPES)
+            or ".modules_to_save." in f".{name}."
+            or name.endswith(".original_module")
+        ):
+            continue
+        if any(name == s or name.endswith("." + s) for s in specs):
+            names.append(name)
+    # Keep only outermost matches (a ModulesToSave wrapper and its contents share a suffix).
+    return [n for n in names if not any(n.startswith(o + ".") for o in names)]
+
+
+def set_adapter(model: nn.Module, adapter_name: str) -> None:
+    """Make ``adapter_name`` the one adapter that runs and trains."""
+    state = adapter_state(model)
+    if adapter_name not in state.configs:
+        raise ConfigError(f"no adapter named {adapter_name!r}; this model has {list(state.configs)}")
+    cfg = state.configs[adapter_name]
+    model.requires_grad_(False)
+    for _, layer in lora_layers(model):
+        layer.active_adapters = [adapter_name] if adapter_name in layer.adapter_names() else []
+        for table in _adapter_tables(layer):
+            if adapter_name in table:
+                table[adapter_name].requires_grad_(True)
+        if (
+            cfg.bias == "lora_only"
+            and adapter_name in layer.adapter_names()
+            and getattr(layer.base_layer, "bias", None) is not None
+        ):
+            layer.base_layer.bias.requires_grad_(True)
+    for _, module in saved_modules(model):
+        module.active_adapters = [adapter_name] if adapter_name in module.modules_to_save else []
+        if adapter_name in module.modules_to_save:
+            module.modules_to_save[adapter_name].requires_grad_(True)
+    if cfg.bias == "all":
+        for name, param in model.named_parameters():
+            if name.endswith("bias") and ".original_module." not in name:
+                param.requires_grad_(True)
+    state.active = adapter_name
+
+
+def _adapter_tables(layer: nn.Module) -> list[nn.ModuleDict | nn.ParameterDict]:
+    return [
+        getattr(layer, t)
+        for t in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B")
+        if hasattr(layer, t)
+    ]
+
+
+def delete_adapter(model: nn.Module, adapter_name: str) -> None:
+    """Remove one adapter; wrappers left with none are unwrapped back to their base module."""
+    state = adapter_state(model)
+    if adapter_name not in state.configs:
+        raise ConfigError(f"no adapter named {adapter_name!r}; this model has {list(state.configs)}")
+    for name, layer in list(lora_layers(model)):
+        if adapter_name in layer.merged_adapters:
+            raise LorakitError(f"adapter {adapter_name!r} is merged into {name}: unmerge first")
+        if adapter_name in layer.adapter_names():
+            layer.delete_adapter(adapter_name)
+        if not layer.adapter_names():
+            replace_module(model, name, layer.base_layer)
+    for name, module in list(saved_modules(model)):
+        if adapter_name in module.modules_to_save:
+            module.delete_adapter(adapter_name)
+        if not module.adapter_names():
+            replace_module(model, name, module.original_module)
+    del state.configs[adapter_name]
+    if state.active == adapter_name:
+        state.active = None
+        if state.configs:
+            set_adapter(model, next(iter(state.configs)))
+    if not state.configs:
+        del model.__dict__["_lorakit"]
+
+
+@contextlib.contextmanager
+def disable_adapters(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block the model computes exactly what its base computes."""
+    layers = [m for _, m in lora_layers(model)] + [m for _, m in saved_modules(model)]
+    merged = [n for n, m in lora_layers(model) if m.merged_adapters]
+    if merged:
+        raise LorakitError(f"cannot disable adapters while merged (e.g. {merged[0]}): unmerge first")
+    before = [m.disabled for m in layers]
+    for m in layers:
+        m.disabled = True
+    try:
+        yield model
+    finally:
+        for m, flag in zip(layers, before, strict=True):
+            m.disabled = flag
