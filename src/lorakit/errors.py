@@ -21,3 +21,11 @@ class AdapterFileError(LorakitError):
 
 class MergeError(LorakitError):
     """Merging was refused (non-finite delta, adapters disabled while merged, ...)."""
+
+
+class UnsafePathError(LorakitError):
+    """A path or name would reach outside its folder (``..``, absolute, NUL byte, symlink escape)."""
+
+
+class UntrustedModelError(LorakitError):
+    """A model folder could only be loaded by unpickling weights or running its own code."""
