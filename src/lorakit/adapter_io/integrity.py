@@ -6,17 +6,24 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
+from lorakit.adapter_io.st_header import parse_header
 from lorakit.errors import AdapterFileError
 
 FINGERPRINT_KEY = "lorakit.fingerprint"
 CHECKSUM_KEY = "lorakit.checksum"
+SCALING_KEY = "lorakit.scaling"
+CONFIG_KEY = "lorakit.config"
+# Every file lorakit writes has these; a file with some lorakit keys but not all is damaged.
+REQUIRED_KEYS = frozenset({CHECKSUM_KEY, FINGERPRINT_KEY, SCALING_KEY})
+LORAKIT_KEYS = REQUIRED_KEYS | {CONFIG_KEY}
 
 
 def tensor_bytes(t: torch.Tensor) -> bytes:
@@ -83,24 +90,54 @@ def safetensors_payload(tensors: dict[str, torch.Tensor], metadata: dict[str, st
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a safetensors file; any corruption becomes an AdapterFileError."""
+    """Tensors and metadata of a safetensors file; any corruption becomes an AdapterFileError.
+
+    The layout is validated by ``parse_header`` before the library decodes a byte, and a file
+    that carries lorakit metadata must carry all of it, with a matching content checksum.
+    """
     if not path.is_file():
         raise AdapterFileError(f"{path}: adapter_model.safetensors not found")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open API
-    except Exception as e:  # safetensors raises several types for damaged files
+        data = path.read_bytes()
+    except OSError as e:
+        raise AdapterFileError(f"{path}: cannot read the file ({e.strerror})") from e
+    entries, metadata = parse_header(data, path)
+    try:
+        tensors = safetensors_load(data)
+    except Exception as e:  # the layout was validated, so this is a library-level refusal
         raise AdapterFileError(f"{path}: not a readable safetensors file ({e})") from e
+    described = {e.name: (e.dtype, e.shape) for e in entries}
+    decoded = {k: (_ST_DTYPES.get(t.dtype), tuple(t.shape)) for k, t in tensors.items()}
+    if described != decoded:
+        raise AdapterFileError(f"{path}: decoded tensors do not match the header")
     for key, t in tensors.items():
-        if not t.is_floating_point():
-            raise AdapterFileError(f"{path}: tensor {key!r} has non-float dtype {t.dtype}")
         if not torch.isfinite(t).all():
             raise AdapterFileError(f"{path}: tensor {key!r} holds NaN or Inf values")
-    stored = metadata.get(CHECKSUM_KEY)
-    if stored is not None and stored != checksum(tensors):
-        raise AdapterFileError(f"{path}: content checksum mismatch: the file is corrupt")
+    _check_lorakit_metadata(metadata, tensors, path)
     return tensors, metadata
+
+
+_ST_DTYPES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.float64: "F64"}
+
+
+def _check_lorakit_metadata(metadata: dict[str, str], tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """A lorakit file has every lorakit key and a matching checksum; a PEFT file has none."""
+    ours = {k for k in metadata if k.startswith("lorakit")}
+    if not ours:
+        warnings.warn(
+            f"{path}: no lorakit content checksum (saved by PEFT?): corruption of the tensor "
+            "data cannot be detected",
+            stacklevel=4,
+        )
+        return
+    unknown = sorted(ours - LORAKIT_KEYS)
+    if unknown:
+        raise AdapterFileError(f"{path}: unknown metadata key {unknown[0]!r}: corrupt header")
+    missing = sorted(REQUIRED_KEYS - ours)
+    if missing:
+        raise AdapterFileError(f"{path}: lorakit metadata {missing[0]!r} is missing: corrupt header")
+    if metadata[CHECKSUM_KEY] != checksum(tensors):
+        raise AdapterFileError(f"{path}: content checksum mismatch: the file is corrupt")
 
 
 def parse_json_metadata(metadata: dict[str, str], key: str, path: Path) -> Any:

@@ -17,6 +17,7 @@ from torch import nn
 
 from lorakit.adapter_io.integrity import (
     FINGERPRINT_KEY,
+    SCALING_KEY,
     fingerprint_mismatch,
     parse_json_metadata,
     read_safetensors,
@@ -35,6 +36,7 @@ from lorakit.model import (
     has_adapters,
     set_adapter,
 )
+from lorakit.paths import check_path_text
 from lorakit.targeting import _base_modules
 
 
@@ -52,18 +54,35 @@ def load_adapter(
     nothing requires grad afterwards. Returns the same model object.
     """
     check_adapter_name(adapter_name)
-    folder = Path(path)
+    folder = check_path_text(path)
     if not folder.is_dir():
         raise AdapterFileError(f"{folder}: adapter folder not found")
+    try:
+        _load(model, folder, adapter_name, is_trainable, allow_base_mismatch)
+    except LorakitError:
+        raise
+    except Exception as e:
+        # Every check above should have named the problem; this net keeps the promise that a
+        # damaged adapter surfaces as an AdapterFileError, and the fuzzer counts these.
+        raise AdapterFileError(
+            f"{folder}: unexpected internal error while loading the adapter ({type(e).__name__}: {e})"
+        ) from e
+    return model
+
+
+def _load(
+    model: nn.Module, folder: Path, adapter_name: str, is_trainable: bool, allow_base_mismatch: bool
+) -> None:
     raw = read_config_file(folder / CONFIG_NAME)
     cfg, peft_match = from_peft_dict(raw, folder / CONFIG_NAME)
     tensors, metadata = read_safetensors(folder / WEIGHTS_NAME)
     if has_adapters(model) and adapter_name in adapter_state(model).configs:
         raise LorakitError(f"adapter {adapter_name!r} already exists on this model")
     resolved = _resolve_against_model(model, cfg, peft_match, tensors, folder)
+    _check_ranks(resolved, tensors, folder)
+    _check_scaling(resolved, metadata, folder)
     _check_fingerprint(model, resolved.targets, metadata, folder, allow_base_mismatch)
     _apply(model, resolved, tensors, adapter_name, is_trainable, folder)
-    return model
 
 
 def _resolve_against_model(
@@ -102,6 +121,37 @@ def _resolve_against_model(
         rank_pattern={t: cfg.rank_for(t) for t in targets},
         alpha_pattern={t: cfg.alpha_for(t) for t in targets},
     )
+
+
+def _check_ranks(cfg: LoraConfig, tensors: dict[str, torch.Tensor], folder: Path) -> None:
+    """The config's rank of every target must be the rank its tensors have (checked before any
+    layer is built, so an absurd rank in adapter_config.json never allocates anything)."""
+    for key, t in tensors.items():
+        module = module_of_key(key)
+        if module is None or not key.endswith(("lora_A.weight", "lora_embedding_A")):
+            continue
+        if t.dim() < 2 or t.shape[0] != cfg.rank_for(module):
+            raise AdapterFileError(
+                f"{folder}: adapter_config.json gives {module!r} rank {cfg.rank_for(module)}, "
+                f"but its tensor {key!r} has shape {tuple(t.shape)}"
+            )
+
+
+def _check_scaling(cfg: LoraConfig, metadata: dict[str, str], folder: Path) -> None:
+    """lorakit files record each target's scaling; the config must reproduce it exactly."""
+    saved = parse_json_metadata(metadata, SCALING_KEY, folder / WEIGHTS_NAME)
+    if saved is None:
+        return
+    current = {t: cfg.scaling_for(t) for t in cfg.targets}
+    if not isinstance(saved, dict) or set(saved) != set(current):
+        raise AdapterFileError(f"{folder / WEIGHTS_NAME}: metadata {SCALING_KEY!r} is malformed")
+    for target, value in sorted(current.items()):
+        if saved[target] != value:
+            raise AdapterFileError(
+                f"{folder}: adapter_config.json gives {target!r} scaling {value!r}, but the weights "
+                f"were saved with scaling {saved[target]!r} (lora_alpha, r, rank/alpha_pattern or "
+                "use_rslora edited?)"
+            )
 
 
 def _peft_targets(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -98,18 +99,32 @@ def to_peft_dict(
     }
 
 
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise AdapterFileError(f"{path}: adapter_config.json not found")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise AdapterFileError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes, not an adapter config")
+        text = path.read_bytes().decode("utf-8")
+        raw = json.loads(text, parse_constant=_reject_constant)
+    except OSError as e:
+        raise AdapterFileError(f"{path}: cannot read the file ({e.strerror})") from e
     except UnicodeDecodeError as e:
         raise AdapterFileError(f"{path}: not UTF-8 text ({e})") from e
     except json.JSONDecodeError as e:
         raise AdapterFileError(f"{path}: line {e.lineno}, column {e.colno}: invalid JSON: {e.msg}") from e
+    except (ValueError, RecursionError) as e:
+        raise AdapterFileError(f"{path}: invalid JSON ({e})") from e
     if not isinstance(raw, dict):
         raise AdapterFileError(f"{path}: expected a JSON object, got {type(raw).__name__}")
     return raw
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"non-standard JSON constant {name}")
 
 
 def from_peft_dict(raw: dict[str, Any], source: Path) -> tuple[LoraConfig, dict[str, Any]]:
@@ -127,6 +142,7 @@ def from_peft_dict(raw: dict[str, Any], source: Path) -> tuple[LoraConfig, dict[
             raise AdapterFileError(f"{source}: {key}={raw[key]!r} is not supported by lorakit")
     if raw.get("use_dora"):
         raise AdapterFileError(f"{source}: use_dora=true (DoRA) is not supported by this version")
+    _check_field_types(raw, source)
     init = raw.get("init_lora_weights", True)
     init = "kaiming" if init in (True, False, None) else init
     if "target_modules" not in raw or raw["target_modules"] in (None, [], ""):
@@ -135,7 +151,7 @@ def from_peft_dict(raw: dict[str, Any], source: Path) -> tuple[LoraConfig, dict[
         cfg = LoraConfig(
             r=_field(raw, "r", source),
             alpha=_field(raw, "lora_alpha", source),
-            dropout=raw.get("lora_dropout", 0.0) or 0.0,
+            dropout=_or(raw.get("lora_dropout"), 0.0),
             targets=raw["target_modules"],
             exclude=raw.get("exclude_modules"),
             rank_pattern=raw.get("rank_pattern") or {},
@@ -143,7 +159,7 @@ def from_peft_dict(raw: dict[str, Any], source: Path) -> tuple[LoraConfig, dict[
             bias=raw.get("bias", "none"),
             modules_to_save=list(raw.get("modules_to_save") or []),
             init=init,
-            use_rslora=bool(raw.get("use_rslora", False)),
+            use_rslora=_or(raw.get("use_rslora"), False),
         )
     except ConfigError as e:
         raise AdapterFileError(f"{source}: {e}") from e
@@ -158,3 +174,43 @@ def _field(raw: dict[str, Any], key: str, source: Path) -> Any:
     if key not in raw:
         raise AdapterFileError(f"{source}: field {key} is missing")
     return raw[key]
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _is_int_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+
+
+# Shape of each optional field lorakit reads, as a PEFT file may legally hold it (null allowed).
+_FIELD_TYPES = {
+    "rank_pattern": (lambda v: isinstance(v, dict), "an object {module pattern: rank}"),
+    "alpha_pattern": (lambda v: isinstance(v, dict), "an object {module pattern: alpha}"),
+    "modules_to_save": (_is_str_list, "a list of module names"),
+    "layers_to_transform": (
+        lambda v: _is_int_list(v) or (isinstance(v, int) and not isinstance(v, bool)),
+        "a block index or a list of them",
+    ),
+    "layers_pattern": (lambda v: isinstance(v, str) or _is_str_list(v), "a name or a list of names"),
+    "use_rslora": (lambda v: isinstance(v, bool), "true or false"),
+    "init_lora_weights": (lambda v: isinstance(v, (bool, str)), 'true, false or "gaussian"'),
+}
+
+
+def _check_field_types(raw: dict[str, Any], source: Path) -> None:
+    for key, (ok, allowed) in _FIELD_TYPES.items():
+        value = raw.get(key)
+        if value is not None and not ok(value):
+            raise AdapterFileError(f"{source}: field {key} = {value!r} is invalid: expected {allowed}")
+    patterns = raw.get("layers_pattern")
+    for pattern in [patterns] if isinstance(patterns, str) else patterns or []:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise AdapterFileError(f"{source}: layers_pattern {pattern!r} is not a valid regex ({e})") from e

@@ -10,7 +10,9 @@ from torch import nn
 
 from lorakit.adapter_io.integrity import (
     CHECKSUM_KEY,
+    CONFIG_KEY,
     FINGERPRINT_KEY,
+    SCALING_KEY,
     atomic_write_bytes,
     atomic_write_text,
     checksum,
@@ -22,6 +24,7 @@ from lorakit.adapter_io.peft_config import to_peft_dict
 from lorakit.errors import AdapterFileError
 from lorakit.layers.base import original_weight
 from lorakit.model import adapter_state, check_adapter_name
+from lorakit.paths import check_path_text, check_write_target
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -41,8 +44,10 @@ def save_adapter(
 ) -> Path:
     """Write adapter ``adapter_name`` (default: the active one) to the folder ``path``.
 
-    Both files are written atomically; an adapter with no tensors is refused.
+    Both files are written atomically; an adapter with no tensors is refused, and so is a
+    path with a NUL byte or a file in the folder that is a symlink leading outside it.
     """
+    out = check_path_text(path)
     state = adapter_state(model)
     name = adapter_name or state.active
     if name is None or name not in state.configs:
@@ -60,10 +65,15 @@ def save_adapter(
         "format": "pt",
         CHECKSUM_KEY: checksum(tensors),
         FINGERPRINT_KEY: json.dumps(base_fingerprint(model, targets)),
-        "lorakit.config": json.dumps(asdict(cfg)),
+        SCALING_KEY: json.dumps({t: cfg.scaling_for(t) for t in targets}),
+        CONFIG_KEY: json.dumps(asdict(cfg)),
     }
-    out = Path(path)
     config = to_peft_dict(cfg, targets, saved_module_names(model, name), base_model_name)
-    atomic_write_bytes(out / WEIGHTS_NAME, safetensors_payload(tensors, metadata))
-    atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    for file in (WEIGHTS_NAME, CONFIG_NAME):
+        check_write_target(out, out / file)
+    try:
+        atomic_write_bytes(out / WEIGHTS_NAME, safetensors_payload(tensors, metadata))
+        atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    except OSError as e:
+        raise AdapterFileError(f"{out}: cannot write the adapter ({e.strerror or e})") from e
     return out
