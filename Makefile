@@ -32,5 +32,12 @@ format: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m lorakit.demo
 
+# Full adapter-loading fuzz campaign (issue 7): 5,000 damaged adapter folders, with PEFT measured
+# on the same cases for comparison. Prints the figures; fails if any case is a silent change,
+# a foreign exception or a crash. Figures also go to build/fuzz-figures.json.
+fuzz: $(STAMP)
+	mkdir -p build
+	$(PY) -m bench.fuzz_campaign --cases 5000 --seed 0 --peft --json build/fuzz-figures.json
+
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info
