@@ -109,6 +109,9 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
             cfg.init,
         )
         layer.requires_grad_(False)
+        # New submodules start in training mode; follow the wrapped module so a model in eval
+        # mode does not get active adapter dropout (a loaded adapter must compute as saved).
+        layer.train(layer.base_layer.training)
     for name in _saved_module_names(model, cfg.modules_to_save):
         module = model.get_submodule(name)
         if not isinstance(module, ModulesToSave):
