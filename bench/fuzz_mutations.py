@@ -293,8 +293,11 @@ def cfg_edit(rng: random.Random, folder: Path) -> str:
     if op == 0:
         del cfg[key]
         what = f"config field {key} deleted"
-    elif op == 1 and key in ("r", "lora_alpha", "lora_dropout") and isinstance(cfg[key], (int, float)):
+    elif op == 1 and key in ("r", "lora_alpha") and isinstance(cfg[key], (int, float)):
         cfg[key] = rng.choice([cfg[key] + 1, cfg[key] - 1, cfg[key] * 2, cfg[key] / 2, float(cfg[key])])
+        what = f"config {key} -> {cfg[key]!r}"
+    elif op == 1 and key in ("lora_dropout", "fan_in_fan_out", "inference_mode", "task_type"):
+        cfg[key] = rng.choice([0.1, 0.5, 0.99, 1.0, -0.1, True, False, "CAUSAL_LM", "SEQ_CLS"])
         what = f"config {key} -> {cfg[key]!r}"
     elif op == 2:
         cfg[rng.choice(["r", "lora_alpha", "use_rslora", "alpha_pattern", "rank_pattern"])] = rng.choice(

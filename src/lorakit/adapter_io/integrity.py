@@ -127,7 +127,7 @@ def _check_lorakit_metadata(metadata: dict[str, str], tensors: dict[str, torch.T
         warnings.warn(
             f"{path}: no lorakit content checksum (saved by PEFT?): corruption of the tensor "
             "data cannot be detected",
-            stacklevel=4,
+            stacklevel=5,
         )
         return
     unknown = sorted(ours - LORAKIT_KEYS)

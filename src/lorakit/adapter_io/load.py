@@ -216,7 +216,7 @@ def _check_fingerprint(
         warnings.warn(
             f"{folder}: adapter has no base-model fingerprint (saved by PEFT?); "
             "cannot check that it belongs to this base model",
-            stacklevel=3,
+            stacklevel=4,
         )
         return
     if not isinstance(saved, dict):
@@ -228,7 +228,7 @@ def _check_fingerprint(
             "Pass allow_base_mismatch=True to load it anyway."
         )
     if problem:
-        warnings.warn(f"{folder}: loading onto a different base model: {problem}", stacklevel=3)
+        warnings.warn(f"{folder}: loading onto a different base model: {problem}", stacklevel=4)
 
 
 def _apply(

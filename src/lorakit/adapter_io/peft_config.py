@@ -136,7 +136,7 @@ def from_peft_dict(raw: dict[str, Any], source: Path) -> tuple[LoraConfig, dict[
         raise AdapterFileError(f"{source}: peft_type {raw.get('peft_type')!r} is not LORA")
     unknown = sorted(set(raw) - _READ - _IGNORED - set(_UNSUPPORTED_IF_SET))
     if unknown:
-        warnings.warn(f"{source}: ignoring unknown adapter_config.json fields {unknown}", stacklevel=3)
+        warnings.warn(f"{source}: ignoring unknown adapter_config.json fields {unknown}", stacklevel=4)
     for key, default in _UNSUPPORTED_IF_SET.items():
         if raw.get(key, default) not in (default, [], {}):
             raise AdapterFileError(f"{source}: {key}={raw[key]!r} is not supported by lorakit")
