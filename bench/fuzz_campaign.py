@@ -96,12 +96,17 @@ def error_category(message: str) -> str:
     return "other"
 
 
-def _run_chunk(seed: int, start: int, count: int, peft: bool, summary: Summary) -> None:
+WORKER = (sys.executable, "-m", "bench.fuzz_adapters")
+
+
+def _run_chunk(
+    seed: int, start: int, count: int, peft: bool, summary: Summary, worker: tuple[str, ...]
+) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]))
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_VERBOSITY", "error")
     while count > 0:
-        cmd = [sys.executable, "-m", "bench.fuzz_adapters", "--seed", str(seed)]
+        cmd = [*worker, "--seed", str(seed)]
         cmd += ["--start", str(start), "--count", str(count)] + (["--peft"] if peft else [])
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         lines = proc.stdout.splitlines()
@@ -125,11 +130,14 @@ def _run_chunk(seed: int, start: int, count: int, peft: bool, summary: Summary) 
             start, count = start + 1, count - 1
 
 
-def campaign(seed: int, cases: int, chunk: int = 500, peft: bool = False) -> Summary:
+def campaign(
+    seed: int, cases: int, chunk: int = 500, peft: bool = False, worker: tuple[str, ...] = WORKER
+) -> Summary:
+    """Run ``cases`` cases in chunks of child processes; ``worker`` is the child's command line."""
     summary = Summary(seed)
     t0 = time.perf_counter()
     for start in range(0, cases, chunk):
-        _run_chunk(seed, start, min(chunk, cases - start), peft, summary)
+        _run_chunk(seed, start, min(chunk, cases - start), peft, summary, worker)
     summary.seconds = time.perf_counter() - t0
     return summary
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from bench.fuzz_adapters import KINDS, build_fixture, judge_lorakit
+from bench.fuzz_campaign import campaign
 from bench.fuzz_mutations import WEIGHTS, join, split
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,3 +98,24 @@ def test_rewritten_consistent_file_is_identical(fixtures: dict, tmp_path: Path) 
     _, raw, body = split(data)
     (folder / WEIGHTS).write_bytes(join(json.loads(raw), body, pad=False))
     assert judge_lorakit(fx, folder) == ("identical", "")
+
+
+FAKE_WORKER = """
+import json, os, sys
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+start, count = int(args["--start"]), int(args["--count"])
+for i in range(start, start + count):
+    if i == 3:
+        os.abort()  # a native crash: SIGABRT, no Python exception, no cleanup
+    case = dict(index=i, model="m", mutation="x", description="", outcome="identical", detail="", peft="")
+    print("CASE " + json.dumps(case), flush=True)
+"""
+
+
+def test_driver_pins_a_native_crash_on_its_case_and_goes_on(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(FAKE_WORKER)
+    summary = campaign(seed=0, cases=8, chunk=5, worker=(sys.executable, str(script)))
+    assert summary.cases == 8
+    assert summary.outcomes["crash"] == 1 and summary.outcomes["identical"] == 7
+    assert [f["index"] for f in summary.failures] == [3]

@@ -176,3 +176,20 @@ def test_save_write_failure_is_an_adapter_file_error(saved: tuple, tmp_path: Pat
     blocker.write_text("not a folder")
     with pytest.raises(AdapterFileError, match="cannot write"):
         save_adapter(model, blocker / "adapter")
+
+
+def test_a_file_saved_by_peft_passes_the_strict_checks_with_a_warning(tmp_path: Path) -> None:
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    base = tiny_bert()
+    peft_model = get_peft_model(
+        copy.deepcopy(base),
+        PeftLoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"], modules_to_save=["classifier"]),
+    )
+    randomize_lora(peft_model)
+    peft_model.eval()
+    peft_model.save_pretrained(tmp_path / "peft")
+    with pytest.warns(UserWarning, match="no lorakit content checksum"):
+        model = load_adapter(copy.deepcopy(base), tmp_path / "peft")
+    assert torch.equal(logits(model, text_inputs()), logits(peft_model, text_inputs()))
