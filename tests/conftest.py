@@ -115,3 +115,36 @@ def randomize_lora(model: nn.Module, seed: int = 0, scale: float = 0.1) -> None:
         for name, p in model.named_parameters():
             if ".lora_" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * scale)
+
+
+def base_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Clones of every base parameter and buffer, keyed by the name it has without lorakit.
+
+    LoRA tensors and modules_to_save copies are left out; wrapper path segments are removed so
+    the keys of a wrapped model equal those of the plain model.
+    """
+    out: dict[str, torch.Tensor] = {}
+    items = list(model.named_parameters()) + list(model.named_buffers())
+    for name, t in items:
+        if ".lora_" in name or ".modules_to_save." in name:
+            continue
+        key = name.replace(".base_layer.", ".").replace(".original_module.", ".")
+        out[key] = t.detach().clone()
+    return out
+
+
+def all_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Clones of every parameter and buffer under its current name."""
+    items = list(model.named_parameters()) + list(model.named_buffers())
+    return {name: t.detach().clone() for name, t in items}
+
+
+def assert_bit_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].dtype == b[key].dtype, key
+        assert torch.equal(a[key], b[key]), key
+
+
+def module_classes(model: nn.Module) -> dict[str, str]:
+    return {name: type(m).__name__ for name, m in model.named_modules()}
