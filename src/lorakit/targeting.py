@@ -12,8 +12,10 @@ from lorakit.config import ALL_LINEAR, LoraConfig
 from lorakit.errors import TargetError
 from lorakit.layers import LORA_TYPES, ModulesToSave, is_conv1d, is_supported
 
-# Output heads are never part of "all-linear": they map to the label/vocab space.
-OUTPUT_HEADS = ("lm_head", "classifier", "score", "qa_outputs", "cls", "pooler.dense")
+# Output heads are never part of "all-linear": they map to the label/vocab space. A head may be
+# a module holding several Linears (RoBERTa's classifier.dense / classifier.out_proj), so
+# everything inside a head is excluded too. Hidden layers such as BERT's pooler stay in, as in PEFT.
+OUTPUT_HEADS = ("lm_head", "classifier", "score", "qa_outputs")
 _FIRST_INDEX = re.compile(r"(?:^|\.)(\d+)(?:\.|$)")
 
 
@@ -58,7 +60,8 @@ def _is_output_head(name: str, model: nn.Module, module: nn.Module) -> bool:
     out_emb = get_out() if callable(get_out) else None
     if out_emb is not None and (out_emb is module or getattr(out_emb, "base_layer", None) is module):
         return True
-    return any(name == h or name.endswith("." + h) for h in OUTPUT_HEADS)
+    dotted = f".{name}."
+    return any(f".{h}." in dotted for h in OUTPUT_HEADS)
 
 
 def _layer_index(name: str, layers_pattern: str | None) -> int | None:
