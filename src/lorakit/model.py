@@ -84,21 +84,22 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
     check_adapter_name(adapter_name)
     if not isinstance(cfg, LoraConfig):
         raise ConfigError(f"expected a LoraConfig, got {type(cfg).__name__}")
-    if not has_adapters(model):
-        model.__dict__["_lorakit"] = AdapterState()
-    state = adapter_state(model)
+    state = model.__dict__.get("_lorakit") or AdapterState()
     if adapter_name in state.configs:
         raise ConfigError(f"adapter {adapter_name!r} already exists on this model")
     targets = resolve_targets(model, cfg)  # raises before anything changes
     missing = [m for m in cfg.modules_to_save if not _find_saved_module(model, m)]
     if missing:
         raise TargetError(f"modules_to_save: {missing} match no module of the model")
+    wrapped = dict(lora_layers(model))
+    # Build every new wrapper first: wrap() may still refuse a module (e.g. a grouped conv).
+    fresh = {name: wrap(module, name) for name, module in targets if name not in wrapped}
+    model.__dict__["_lorakit"] = state
     if not state.configs:
         model.requires_grad_(False)
-    wrapped = dict(lora_layers(model))
-    for name, module in targets:
-        layer = wrapped.get(name) or wrap(module, name)
-        if name not in wrapped:
+    for name, _ in targets:
+        layer = wrapped.get(name) or fresh[name]
+        if name in fresh:
             replace_module(model, name, layer)
         layer.add_adapter(
             adapter_name,
@@ -108,7 +109,9 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
             cfg.dropout,
             cfg.init,
         )
-        layer.requires_grad_(False)
+        # Only the new adapter's tensors: the active adapter on a shared wrapper keeps training.
+        for table in _adapter_tables(layer):
+            table[adapter_name].requires_grad_(False)
     for name in _saved_module_names(model, cfg.modules_to_save):
         module = model.get_submodule(name)
         if not isinstance(module, ModulesToSave):

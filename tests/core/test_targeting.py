@@ -174,6 +174,16 @@ def test_failed_inject_leaves_model_unchanged() -> None:
     inject(model, LoraConfig(targets=["query"]))  # still usable afterwards
 
 
+def test_grouped_conv_target_refused_before_anything_changes() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.Conv2d(4, 4, 3, groups=2))
+    classes = module_classes(model)
+    with pytest.raises(TargetError, match="groups=2"):
+        inject(model, LoraConfig(targets=["0", "1"]))
+    assert module_classes(model) == classes
+    assert all(p.requires_grad for p in model.parameters())
+    assert "_lorakit" not in model.__dict__
+
+
 def test_inject_twice_refused() -> None:
     model = inject(tiny_bert(), LoraConfig(targets=["query"]))
     with pytest.raises(ValueError, match="add_adapter"):
