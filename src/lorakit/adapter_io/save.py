@@ -63,7 +63,8 @@ def save_adapter(
         "lorakit.config": json.dumps(asdict(cfg)),
     }
     out = Path(path)
-    config = to_peft_dict(cfg, targets, saved_module_names(model, name), base_model_name)
+    fan_in_fan_out = any(getattr(model.get_submodule(t), "fan_in_fan_out", False) for t in targets)
+    config = to_peft_dict(cfg, targets, saved_module_names(model, name), base_model_name, fan_in_fan_out)
     atomic_write_bytes(out / WEIGHTS_NAME, safetensors_payload(tensors, metadata))
     atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
     return out
