@@ -165,7 +165,8 @@ def set_adapter(model: nn.Module, adapter_name: str) -> None:
             module.modules_to_save[adapter_name].requires_grad_(True)
     if cfg.bias == "all":
         for name, param in model.named_parameters():
-            if name.endswith("bias") and ".original_module." not in name:
+            other_copy = ".modules_to_save." in name and f".modules_to_save.{adapter_name}." not in name
+            if name.endswith("bias") and ".original_module." not in name and not other_copy:
                 param.requires_grad_(True)
     state.active = adapter_name
 

@@ -168,3 +168,20 @@ def test_merge_named_adapter_and_refuse_deleting_merged() -> None:
     assert ["default"] in merged and ["other"] in merged
     unmerge(model)
     assert_bit_identical(base_tensors(model), before)
+
+
+def test_bias_all_does_not_train_other_adapters_copies() -> None:
+    model, inputs = tiny_bert(), text_inputs()
+    base = logits(model, inputs)
+    inject(model, LoraConfig(targets=["query"], modules_to_save=["classifier"]), adapter_name="a")
+    add_adapter(model, "b", LoraConfig(targets=["value"], bias="all", modules_to_save=["classifier"]))
+    set_adapter(model, "b")
+    names = trainable(model)
+    assert "classifier.modules_to_save.b.bias" in names
+    assert "bert.encoder.layer.0.attention.self.query.base_layer.bias" in names
+    assert not any(".a." in n or n.endswith(".a") or "original_module" in n for n in names)
+    with torch.no_grad():
+        model.classifier.modules_to_save["b"].weight.add_(1.0)
+    assert not torch.allclose(logits(model, inputs), base)
+    with disable_adapters(model):
+        assert torch.equal(logits(model, inputs), base)
