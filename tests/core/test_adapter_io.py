@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import logits, module_classes, randomize_lora, text_inputs, tiny_bert
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from conftest import logits, module_classes, randomize_lora, text_inputs, tiny_bert
 from lorakit import (
     AdapterFileError,
     LoraConfig,
@@ -73,8 +73,9 @@ def test_round_trip_bert_variants(tmp_path: Path, cfg_extra: dict) -> None:
     inject(model, LoraConfig(r=4, targets=["query", "value"], modules_to_save=["classifier"], **cfg_extra))
     randomize_lora(model)
     with torch.no_grad():
+        # Trained biases and the classifier copy must round-trip too, so make them differ from base.
         for n, p in model.named_parameters():
-            if p.requires_grad and not n.startswith("bert.encoder") or n.endswith("bias") and p.requires_grad:
+            if p.requires_grad and ".lora_" not in n:
                 p.add_(0.05)
     check_round_trip(model, inputs, tiny_bert, tmp_path)
 
@@ -154,7 +155,9 @@ def test_save_writes_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_save_refuses_adapter_without_tensors(tmp_path: Path) -> None:
     model = tiny_bert()
-    model.__dict__["_lorakit"] = AdapterState(configs={"empty": LoraConfig(targets=["query"])}, active="empty")
+    model.__dict__["_lorakit"] = AdapterState(
+        configs={"empty": LoraConfig(targets=["query"])}, active="empty"
+    )
     with pytest.raises(AdapterFileError, match="no tensors"):
         save_adapter(model, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -219,11 +222,23 @@ def _tamper(t: dict, m: dict) -> None:
 
 Q0 = r"layer\.0\.attention\.self\.query"
 TENSOR_CASES = {
-    "unknown-module": (_extra_module, True, r"unexpected tensors for module '.*layer\.0\.attention\.self\.key'"),
+    "unknown-module": (
+        _extra_module,
+        True,
+        r"unexpected tensors for module '.*layer\.0\.attention\.self\.key'",
+    ),
     "unknown-key": (_extra_key, True, r"unknown tensor key '.*lora_C\.weight'"),
     "unprefixed-key": (_unprefixed, True, "unknown tensor key 'junk'"),
-    "missing-key": (_drop_b, True, r"missing tensor key '.*layer\.1\.attention\.self\.query\.lora_B\.weight'"),
-    "missing-module": (_drop_module, True, r"missing tensors for target '.*layer\.1\.attention\.self\.query'"),
+    "missing-key": (
+        _drop_b,
+        True,
+        r"missing tensor key '.*layer\.1\.attention\.self\.query\.lora_B\.weight'",
+    ),
+    "missing-module": (
+        _drop_module,
+        True,
+        r"missing tensors for target '.*layer\.1\.attention\.self\.query'",
+    ),
     "shape": (_reshape, True, rf"{Q0}\.lora_A\.weight' has shape \(3, 32\), the model expects \(4, 32\)"),
     "dtype": (_int_dtype, True, rf"{Q0}\.lora_A\.weight' has non-float dtype torch.int32"),
     "nan": (_nan, True, rf"{Q0}\.lora_B\.weight' holds NaN or Inf"),
@@ -256,7 +271,10 @@ FILE_CASES = {
     "pickle": (_pickle_file, "not a readable safetensors file"),
     "no-weights": (lambda f: (f / WEIGHTS).unlink(), "adapter_model.safetensors not found"),
     "no-config": (lambda f: (f / CONFIG).unlink(), "adapter_config.json not found"),
-    "bad-json": (lambda f: (f / CONFIG).write_text('{\n  "r": 4,\n  oops\n}'), r"line 3, column 3: invalid JSON"),
+    "bad-json": (
+        lambda f: (f / CONFIG).write_text('{\n  "r": 4,\n  oops\n}'),
+        r"line 3, column 3: invalid JSON",
+    ),
     "not-object": (lambda f: (f / CONFIG).write_text("[1, 2]"), "expected a JSON object, got list"),
     "not-utf8": (lambda f: (f / CONFIG).write_bytes(b"\xff\xfe{"), "not UTF-8"),
     "no-r": (lambda f: edit_config(f, lambda c: c.pop("r")), "field r is missing"),
@@ -314,14 +332,18 @@ def assert_load_fails_cleanly(model: nn.Module, folder: Path, match: str, **kwar
 
 
 @pytest.mark.parametrize("case", sorted(TENSOR_CASES))
-def test_bad_tensors_refused_and_model_unchanged(good_adapter: Path, target_model: nn.Module, case: str) -> None:
+def test_bad_tensors_refused_and_model_unchanged(
+    good_adapter: Path, target_model: nn.Module, case: str
+) -> None:
     edit, fix_checksum, match = TENSOR_CASES[case]
     rewrite(good_adapter, edit, fix_checksum)
     assert_load_fails_cleanly(target_model, good_adapter, match)
 
 
 @pytest.mark.parametrize("case", sorted(FILE_CASES))
-def test_bad_files_refused_and_model_unchanged(good_adapter: Path, target_model: nn.Module, case: str) -> None:
+def test_bad_files_refused_and_model_unchanged(
+    good_adapter: Path, target_model: nn.Module, case: str
+) -> None:
     damage, match = FILE_CASES[case]
     damage(good_adapter)
     assert_load_fails_cleanly(target_model, good_adapter, match)
@@ -344,7 +366,9 @@ def test_invalid_adapter_name_refused(good_adapter: Path) -> None:
 
 def test_unknown_config_fields_warned_and_ignored(good_adapter: Path) -> None:
     edit_config(good_adapter, lambda c: c.update(shiny_new_option=3, another={"a": 1}))
-    with pytest.warns(UserWarning, match=r"unknown adapter_config.json fields \['another', 'shiny_new_option'\]"):
+    with pytest.warns(
+        UserWarning, match=r"unknown adapter_config.json fields \['another', 'shiny_new_option'\]"
+    ):
         model = load_adapter(tiny_bert(), good_adapter)
     assert model.__dict__["_lorakit"].active == "default"
 

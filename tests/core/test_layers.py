@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from conftest import logits, randomize_lora, tiny_bert, tiny_mixed
 from torch import nn
 
+from conftest import logits, randomize_lora, tiny_bert, tiny_mixed
 from lorakit import LoraConfig, TargetError, inject
 from lorakit.layers import LoraConv, LoraEmbedding, LoraLinear, wrap
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+
 from conftest import (
     assert_bit_identical,
     base_tensors,
@@ -14,8 +16,6 @@ from conftest import (
     tiny_bert,
     tiny_llama,
 )
-from torch import nn
-
 from lorakit import (
     ConfigError,
     LoraConfig,

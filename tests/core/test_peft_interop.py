@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import logits, randomize_lora, text_inputs, tiny_bert, tiny_gpt2, tiny_llama
 from torch import nn
 
+from conftest import logits, randomize_lora, text_inputs, tiny_bert, tiny_gpt2, tiny_llama
 from lorakit import LoraConfig, inject, load_adapter, save_adapter
 
 peft = pytest.importorskip("peft")

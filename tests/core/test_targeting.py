@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import module_classes, tiny_bert, tiny_gpt2, tiny_llama, tiny_mixed
 from torch import nn
 
+from conftest import module_classes, tiny_bert, tiny_gpt2, tiny_llama, tiny_mixed
 from lorakit import LoraConfig, TargetError, find_targets, inject, trainable_summary
 from lorakit.model import lora_layers
 
@@ -121,7 +121,9 @@ def test_find_targets_shapes_and_exact_param_counts() -> None:
         ("mlp.0", "Linear", 72, 16, 2, 2 * 72 + 16 * 2),
     ]
     assert all(t.scaling == 2.0 for t in got)
-    got = find_targets(tiny_llama(), LoraConfig(r=4, targets=["k_proj"], rank_pattern={"layers.1.self_attn.k_proj": 8}))
+    got = find_targets(
+        tiny_llama(), LoraConfig(r=4, targets=["k_proj"], rank_pattern={"layers.1.self_attn.k_proj": 8})
+    )
     assert [(t.r, t.added_params) for t in got] == [(4, 4 * 32 + 16 * 4), (8, 8 * 32 + 16 * 8)]
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import MODELS, all_tensors, text_inputs, tiny_bert
 from torch import nn
 
+from conftest import MODELS, all_tensors, text_inputs, tiny_bert
 from lorakit import LoraConfig, inject
 from lorakit.model import lora_layers
 
