@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lorakit.errors import ConfigError
 from lorakit.layers.base import check_finite_delta, merge_layer, unmerge_layer
 from lorakit.model import adapter_state, has_adapters, lora_layers, replace_module, saved_modules
 
@@ -17,6 +18,9 @@ def merge(model: nn.Module, adapter_names: list[str] | None = None) -> nn.Module
     """
     state = adapter_state(model)
     names = adapter_names if adapter_names is not None else [state.active] if state.active else []
+    unknown = [n for n in names if n not in state.configs]
+    if unknown:
+        raise ConfigError(f"merge: no adapter named {unknown[0]!r}; this model has {list(state.configs)}")
     plans: list[tuple[nn.Module, list[str], dict[str, torch.Tensor]]] = []
     with torch.no_grad():
         for module_name, layer in lora_layers(model):

@@ -184,9 +184,10 @@ def delete_adapter(model: nn.Module, adapter_name: str) -> None:
     state = adapter_state(model)
     if adapter_name not in state.configs:
         raise ConfigError(f"no adapter named {adapter_name!r}; this model has {list(state.configs)}")
+    merged = [name for name, layer in lora_layers(model) if adapter_name in layer.merged_adapters]
+    if merged:  # checked up front so a refusal leaves every layer as it was
+        raise LorakitError(f"adapter {adapter_name!r} is merged into {merged[0]}: unmerge first")
     for name, layer in list(lora_layers(model)):
-        if adapter_name in layer.merged_adapters:
-            raise LorakitError(f"adapter {adapter_name!r} is merged into {name}: unmerge first")
         if adapter_name in layer.adapter_names():
             layer.delete_adapter(adapter_name)
         if not layer.adapter_names():

@@ -162,6 +162,10 @@ def test_merge_named_adapter_and_refuse_deleting_merged() -> None:
     torch.testing.assert_close(logits(model, inputs), out_other, rtol=0, atol=1e-5)
     with pytest.raises(LorakitError, match="unmerge first"):
         delete_adapter(model, "other")
+    assert sorted(model.__dict__["_lorakit"].configs) == ["default", "other"]
+    assert all("other" in layer.adapter_names() for _, layer in lora_layers(model) if layer.merged_adapters)
+    with pytest.raises(ConfigError, match="'nope'"):
+        merge(model, ["nope"])
     unmerge(model)
     merge(model, ["default", "other"])
     merged = [layer.merged_adapters for _, layer in lora_layers(model)]

@@ -101,3 +101,23 @@ def test_peft_layers_to_transform(tmp_path: Path) -> None:
         model = load_adapter(build(), tmp_path)
     torch.testing.assert_close(logits(model, inputs), logits(theirs_model, inputs), **TOL)
     assert type(model.model.layers[0].self_attn.q_proj) is nn.Linear
+
+
+def test_embedding_and_conv_layers_both_ways(tmp_path: Path) -> None:
+    from conftest import mixed_inputs, tiny_mixed
+
+    inputs, targets = mixed_inputs(), ["emb", "conv", "conv1", "mlp.0"]
+    model = inject(tiny_mixed(), LoraConfig(r=2, alpha=4, targets=targets))
+    perturb_trainables(model)
+    save_adapter(model, tmp_path / "ours")
+    theirs_model = peft.PeftModel.from_pretrained(tiny_mixed(), str(tmp_path / "ours"))
+    torch.testing.assert_close(logits(theirs_model, inputs), logits(model, inputs), **TOL)
+
+    theirs_model = peft.get_peft_model(
+        tiny_mixed(), peft.LoraConfig(r=2, lora_alpha=4, target_modules=targets)
+    )
+    perturb_trainables(theirs_model)
+    theirs_model.save_pretrained(str(tmp_path / "theirs"))
+    with pytest.warns(UserWarning, match="no base-model fingerprint"):
+        ours = load_adapter(tiny_mixed(), tmp_path / "theirs")
+    torch.testing.assert_close(logits(ours, inputs), logits(theirs_model, inputs), **TOL)

@@ -200,6 +200,8 @@ def test_trainable_summary_table() -> None:
     per = dict(s.per_module)
     assert per["bert.encoder.layer.0.attention.self.query"] == 2 * 32 + 32 * 2
     assert per["classifier"] == 32 * 3 + 3
+    biased = trainable_summary(inject(tiny_bert(), LoraConfig(r=2, targets=["query"], bias="lora_only")))
+    assert dict(biased.per_module)["bert.encoder.layer.0.attention.self.query"] == 2 * 64 + 32
     assert s.trainable == 2 * 128 + 99
     assert abs(s.percent - 100 * s.trainable / total) < 1e-12
     assert "trainable params: 355" in str(s)
