@@ -408,3 +408,32 @@ def test_file_without_fingerprint_loads_with_warning(good_adapter: Path) -> None
         model = load_adapter(tiny_bert(), good_adapter)
     got = saved_tensors(model)
     assert all(torch.equal(got[k], saved[k]) for k in saved)
+
+
+@pytest.mark.parametrize(
+    ("saved_in", "loaded_in"), [("float32", "bfloat16"), ("bfloat16", "float32"), ("float32", "float16")]
+)
+def test_same_base_in_another_precision_is_recognised(tmp_path: Path, saved_in: str, loaded_in: str) -> None:
+    model = tiny_bert().to(getattr(torch, saved_in))
+    inject(model, LoraConfig(targets=["query"]))
+    randomize_lora(model)
+    save_adapter(model, tmp_path)
+    other = tiny_bert().to(getattr(torch, loaded_in))  # the same base in another precision
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_adapter(other, tmp_path)
+    # A different base stays refused in any precision.
+    assert_load_fails_cleanly(other_base().to(getattr(torch, loaded_in)), tmp_path, "compared in torch")
+
+
+def test_fingerprint_from_older_file_without_dtype_table(good_adapter: Path) -> None:
+    def strip(t: dict, m: dict) -> None:
+        fp = json.loads(m[FINGERPRINT_KEY])
+        del fp["dtypes"], fp["weights_sha256_as"]
+        m[FINGERPRINT_KEY] = json.dumps(fp)
+
+    rewrite(good_adapter, strip)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_adapter(tiny_bert(), good_adapter)
+    assert_load_fails_cleanly(other_base(), good_adapter, "different values")

@@ -23,7 +23,7 @@ from lorakit.adapter_io.integrity import (
 )
 from lorakit.adapter_io.keys import PREFIX, adapter_entries, module_of_key
 from lorakit.adapter_io.peft_config import from_peft_dict, read_config_file
-from lorakit.adapter_io.save import CONFIG_NAME, WEIGHTS_NAME, base_fingerprint
+from lorakit.adapter_io.save import CONFIG_NAME, WEIGHTS_NAME, base_weights
 from lorakit.config import ALL_LINEAR, LoraConfig
 from lorakit.errors import AdapterFileError, LorakitError
 from lorakit.layers import is_conv1d
@@ -171,7 +171,7 @@ def _check_fingerprint(
         return
     if not isinstance(saved, dict):
         raise AdapterFileError(f"{folder / WEIGHTS_NAME}: metadata {FINGERPRINT_KEY!r} is malformed")
-    problem = fingerprint_mismatch(saved, base_fingerprint(model, targets))
+    problem = fingerprint_mismatch(saved, type(model).__name__, base_weights(model, targets))
     if problem and not allow_base_mismatch:
         raise AdapterFileError(
             f"{folder}: this adapter was trained on a different base model: {problem}. "

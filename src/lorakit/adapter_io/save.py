@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from lorakit.adapter_io.integrity import (
@@ -27,9 +28,13 @@ CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 
 
+def base_weights(model: nn.Module, targets: list[str]) -> dict[str, torch.Tensor]:
+    """W0 of each target as it was before any merge: what the fingerprint describes."""
+    return {name: original_weight(model.get_submodule(name)) for name in targets}
+
+
 def base_fingerprint(model: nn.Module, targets: list[str]) -> dict:
-    weights = {name: original_weight(model.get_submodule(name)) for name in targets}
-    return fingerprint(type(model).__name__, weights)
+    return fingerprint(type(model).__name__, base_weights(model, targets))
 
 
 def save_adapter(
