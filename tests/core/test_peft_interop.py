@@ -24,6 +24,7 @@ CASES += [
     ("llama", "names", {"rank_pattern": {"v_proj": 2}, "alpha_pattern": {"q_proj": 32.0}}),
     ("gpt2", "names", {"use_rslora": True, "rank_pattern": {"c_fc": 6}}),
     ("bert", "all-linear", {"bias": "lora_only"}),
+    ("gpt2", "names", {"bias": "all"}),
 ]
 IDS = [f"{m}-{t}-{'-'.join(sorted(e)) or 'plain'}" for m, t, e in CASES]
 
@@ -89,6 +90,17 @@ def test_peft_save_lorakit_load(tmp_path: Path, model_name: str, kind: str, extr
     save_adapter(model, tmp_path / "again")
     again = peft.PeftModel.from_pretrained(build(), str(tmp_path / "again"))
     torch.testing.assert_close(logits(again, inputs), theirs, **TOL)
+
+
+def test_peft_regex_targets(tmp_path: Path) -> None:
+    build, inputs = tiny_llama, text_inputs()
+    cfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=r".*\.layers\.1\..*(k_proj|up_proj)")
+    theirs_model = peft.get_peft_model(build(), cfg)
+    perturb_trainables(theirs_model)
+    theirs_model.save_pretrained(str(tmp_path))
+    with pytest.warns(UserWarning):
+        model = load_adapter(build(), tmp_path)
+    torch.testing.assert_close(logits(model, inputs), logits(theirs_model, inputs), **TOL)
 
 
 def test_peft_layers_to_transform(tmp_path: Path) -> None:
