@@ -12,7 +12,7 @@ from torch import nn
 from lorakit.config import LoraConfig
 from lorakit.errors import ConfigError, LorakitError, TargetError
 from lorakit.layers import LORA_TYPES, ModulesToSave, wrap
-from lorakit.targeting import resolve_targets
+from lorakit.targeting import inside_any, resolve_targets
 
 ADAPTER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DEFAULT = "default"
@@ -91,6 +91,12 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
     missing = [m for m in cfg.modules_to_save if not _find_saved_module(model, m)]
     if missing:
         raise TargetError(f"modules_to_save: {missing} match no module of the model")
+    nested = [n for n, _ in lora_layers(model) if inside_any(n, cfg.modules_to_save)]
+    if nested:
+        raise TargetError(
+            f"modules_to_save: {nested[0]} already holds a LoRA adapter; a module trained in full "
+            "cannot contain LoRA layers"
+        )
     wrapped = dict(lora_layers(model))
     # Build every new wrapper first: wrap() may still refuse a module (e.g. a grouped conv).
     fresh = {name: wrap(module, name) for name, module in targets if name not in wrapped}

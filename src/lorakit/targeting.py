@@ -72,6 +72,13 @@ def _layer_index(name: str, layers_pattern: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def inside_any(name: str, specs: list[str]) -> bool:
+    """Whether module ``name`` is, or lies inside, a module named by one of ``specs``."""
+    parts = name.split(".")
+    prefixes = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return any(p == s or p.endswith("." + s) for p in prefixes for s in specs)
+
+
 def resolve_targets(model: nn.Module, cfg: LoraConfig) -> list[tuple[str, nn.Module]]:
     """(name, base module) for every module ``cfg`` adapts. Strict: unmatched specs raise."""
     modules = _base_modules(model)
@@ -86,6 +93,9 @@ def resolve_targets(model: nn.Module, cfg: LoraConfig) -> list[tuple[str, nn.Mod
         if not hit or (cfg.exclude is not None and _matches(cfg.exclude, name)):
             continue
         if cfg.layers is not None and _layer_index(name, cfg.layers_pattern) not in cfg.layers:
+            continue
+        # A module trained fully (modules_to_save) gets no LoRA inside it, as in PEFT.
+        if inside_any(name, cfg.modules_to_save):
             continue
         chosen.append((name, module))
     _check_specs_matched(cfg, modules, chosen)

@@ -186,6 +186,20 @@ def test_grouped_conv_target_refused_before_anything_changes() -> None:
     assert "_lorakit" not in model.__dict__
 
 
+def test_no_lora_inside_modules_to_save(tmp_path) -> None:
+    from lorakit import add_adapter, load_adapter, save_adapter
+
+    model = tiny_bert()
+    inject(model, LoraConfig(targets=["dense"], modules_to_save=["pooler"]))
+    adapted = [n for n, _ in lora_layers(model)]
+    assert len(adapted) == 6 and not any("pooler" in n for n in adapted)
+    assert type(model.bert.pooler.modules_to_save["default"].dense) is nn.Linear
+    save_adapter(model, tmp_path)
+    load_adapter(tiny_bert(), tmp_path)
+    with pytest.raises(TargetError, match=r"bert\.encoder\.layer\.0\.output\.dense already holds a LoRA"):
+        add_adapter(model, "other", LoraConfig(targets=["query"], modules_to_save=["layer.0.output"]))
+
+
 def test_inject_twice_refused() -> None:
     model = inject(tiny_bert(), LoraConfig(targets=["query"]))
     with pytest.raises(ValueError, match="add_adapter"):
