@@ -187,6 +187,19 @@ def test_merge_refuses_non_finite_delta_and_changes_nothing(any_model, bad: floa
     assert_bit_identical(base_tensors(model), before)
 
 
+def test_merge_refuses_fp16_overflow_and_changes_nothing() -> None:
+    model = tiny_mixed().half()
+    inject(model, LoraConfig(r=2, targets=["mlp.0", "mlp.2"]))
+    with torch.no_grad():
+        model.mlp[2].lora_A["default"].weight.fill_(300.0)
+        model.mlp[2].lora_B["default"].weight.fill_(300.0)  # finite float32 delta, > fp16 max
+    before = base_tensors(model)
+    with pytest.raises(MergeError, match=r"mlp\.2.*overflow torch\.float16"):
+        merge(model)
+    assert_bit_identical(base_tensors(model), before)
+    assert not model.mlp[0].merged_adapters
+
+
 def test_train_and_eval_never_merge() -> None:
     model = inject(tiny_mixed(), LoraConfig(targets=["mlp.0"]))
     randomize_lora(model)
