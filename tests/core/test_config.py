@@ -85,3 +85,10 @@ def test_defaults_are_not_shared() -> None:
     a.modules_to_save.append("x")
     a.rank_pattern["q"] = 2
     assert b.modules_to_save == [] and b.rank_pattern == {}
+
+
+def test_first_matching_pattern_key_wins() -> None:
+    cfg = LoraConfig(r=4, alpha_pattern={r"layers\.1\..*q_proj": 4.0, "q_proj": 32.0})
+    assert cfg.alpha_for("model.layers.1.self_attn.q_proj") == 4.0
+    assert cfg.alpha_for("model.layers.0.self_attn.q_proj") == 32.0
+    assert cfg.alpha_for("model.layers.0.self_attn.xq_proj") == cfg.alpha

@@ -25,6 +25,8 @@ CASES += [
     ("gpt2", "names", {"use_rslora": True, "rank_pattern": {"c_fc": 6}}),
     ("bert", "all-linear", {"bias": "lora_only"}),
     ("gpt2", "names", {"bias": "all"}),
+    # Two keys match layers.1.q_proj: the first in order wins, as in PEFT.
+    ("llama", "names", {"alpha_pattern": {r"layers\.1\..*q_proj": 4.0, "q_proj": 32.0}}),
 ]
 IDS = [f"{m}-{t}-{'-'.join(sorted(e)) or 'plain'}" for m, t, e in CASES]
 
