@@ -107,7 +107,8 @@ def test_peft_regex_targets(tmp_path: Path) -> None:
 
 def test_peft_layers_to_transform(tmp_path: Path) -> None:
     build, inputs = tiny_llama, text_inputs()
-    cfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], layers_to_transform=[1])
+    full = "model.layers.0.self_attn.v_proj"  # an exact name is adapted whatever the layer filter
+    cfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", full], layers_to_transform=[1])
     theirs_model = peft.get_peft_model(build(), cfg)
     perturb_trainables(theirs_model)
     theirs_model.save_pretrained(str(tmp_path))
@@ -115,6 +116,7 @@ def test_peft_layers_to_transform(tmp_path: Path) -> None:
         model = load_adapter(build(), tmp_path)
     torch.testing.assert_close(logits(model, inputs), logits(theirs_model, inputs), **TOL)
     assert type(model.model.layers[0].self_attn.q_proj) is nn.Linear
+    assert type(model.model.layers[0].self_attn.v_proj) is not nn.Linear
 
 
 def test_embedding_and_conv_layers_both_ways(tmp_path: Path) -> None:

@@ -127,9 +127,11 @@ def _peft_targets(
         if not _suffix_or_regex(spec, name):
             continue
         layers = peft_match.get("layers_to_transform")
+        # As in PEFT, layers_to_transform filters suffix matches only, not exact full names.
         if (
             layers
             and isinstance(spec, list)
+            and name not in spec
             and _peft_layer_index(name, peft_match.get("layers_pattern")) not in layers
         ):
             continue
