@@ -137,3 +137,20 @@ def test_embedding_and_conv_layers_both_ways(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="no base-model fingerprint"):
         ours = load_adapter(tiny_mixed(), tmp_path / "theirs")
     torch.testing.assert_close(logits(ours, inputs), logits(theirs_model, inputs), **TOL)
+
+
+def test_hand_written_all_linear_config_loads_like_peft(tmp_path: Path) -> None:
+    import json
+
+    build, inputs = tiny_gpt2, text_inputs()
+    theirs_model = peft.get_peft_model(
+        build(), peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")
+    )
+    perturb_trainables(theirs_model)
+    theirs_model.save_pretrained(str(tmp_path))
+    raw = json.loads((tmp_path / "adapter_config.json").read_text())
+    raw["target_modules"] = "all-linear"  # as a person would write it; PEFT saves the expanded names
+    (tmp_path / "adapter_config.json").write_text(json.dumps(raw))
+    with pytest.warns(UserWarning):
+        model = load_adapter(build(), tmp_path)
+    torch.testing.assert_close(logits(model, inputs), logits(theirs_model, inputs), **TOL)

@@ -113,11 +113,8 @@ def _peft_targets(
     if spec == ALL_LINEAR:
         get_out = getattr(model, "get_output_embeddings", None)
         head = get_out() if callable(get_out) else None
-        head_names = {n.rsplit(".", 1)[-1] for n, m in modules if m is head}
-        spec = sorted(
-            {n.rsplit(".", 1)[-1] for n, m in modules if isinstance(m, nn.Linear) or is_conv1d(m)}
-            - head_names
-        )
+        # PEFT expands "all-linear" to the full names of every Linear/Conv1D but the output head.
+        spec = [n for n, m in modules if (isinstance(m, nn.Linear) or is_conv1d(m)) and m is not head]
     out = []
     for name, _ in modules:
         if cfg.exclude is not None and _suffix_or_regex(cfg.exclude, name):
