@@ -144,7 +144,7 @@ def test_hand_written_all_linear_config_loads_like_peft(tmp_path: Path) -> None:
 
     build, inputs = tiny_gpt2, text_inputs()
     theirs_model = peft.get_peft_model(
-        build(), peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")
+        build(), peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", fan_in_fan_out=True)
     )
     perturb_trainables(theirs_model)
     theirs_model.save_pretrained(str(tmp_path))
