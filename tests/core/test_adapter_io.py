@@ -113,6 +113,11 @@ def test_load_is_trainable_and_second_adapter(tmp_path: Path) -> None:
     assert {n for n, p in fresh.named_parameters() if p.requires_grad} == {
         n for n, p in model.named_parameters() if p.requires_grad
     }
+    # A second load keeps a frozen inference model frozen.
+    frozen = load_adapter(tiny_bert(), tmp_path)
+    load_adapter(frozen, tmp_path, "again")
+    assert not any(p.requires_grad for p in frozen.parameters())
+    assert frozen.__dict__["_lorakit"].active == "default"
     # Loaded as a second adapter it stays inactive until chosen.
     other = tiny_bert()
     inject(other, LoraConfig(targets=["value"]))

@@ -217,9 +217,9 @@ def _apply(
         for n, p in model.named_parameters():
             p.requires_grad_(grads.get(n, p.requires_grad))
         raise
+    # A further adapter stays inactive and every requires_grad flag stays as it was
+    # (set_adapter(previous) here would make a frozen inference model trainable again).
     if first:
         set_adapter(model, name)
         if not is_trainable:
             model.requires_grad_(False)
-    elif previous is not None:
-        set_adapter(model, previous)
