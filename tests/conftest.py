@@ -150,3 +150,10 @@ def assert_bit_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
 
 def module_classes(model: nn.Module) -> dict[str, str]:
     return {name: type(m).__name__ for name, m in model.named_modules()}
+
+
+def adapter_tensors(model: nn.Module, name: str = "default") -> dict[str, torch.Tensor]:
+    """Clones of what adapter ``name`` saves, under its file keys."""
+    from lorakit.adapter_io.keys import adapter_entries
+
+    return {k: v.detach().clone() for k, v in adapter_entries(model, name).items()}
