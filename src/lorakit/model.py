@@ -118,6 +118,9 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
         # Only the new adapter's tensors: the active adapter on a shared wrapper keeps training.
         for table in _adapter_tables(layer):
             table[adapter_name].requires_grad_(False)
+        # New modules start in training mode; follow the wrapped layer so an eval() model
+        # does not silently run LoRA dropout at inference.
+        layer.train(layer.base_layer.training)
     for name in _saved_module_names(model, cfg.modules_to_save):
         module = model.get_submodule(name)
         if not isinstance(module, ModulesToSave):
@@ -125,6 +128,7 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
             replace_module(model, name, module)
         module.add_adapter(adapter_name)
         module.modules_to_save[adapter_name].requires_grad_(False)
+        module.train(module.original_module.training)
     state.configs[adapter_name] = cfg
 
 

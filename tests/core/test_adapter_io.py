@@ -74,6 +74,18 @@ def check_round_trip(model: nn.Module, inputs: dict, build: Callable[[], nn.Modu
     assert not any(p.requires_grad for p in fresh.parameters())
 
 
+def test_loaded_adapter_with_dropout_runs_deterministically_in_eval(tmp_path: Path) -> None:
+    model, inputs = tiny_bert(), text_inputs()
+    inject(model, LoraConfig(targets=["query"], dropout=0.3))
+    randomize_lora(model)
+    model.eval()
+    expected = logits(model, inputs)
+    save_adapter(model, tmp_path)
+    loaded = load_adapter(tiny_bert().eval(), tmp_path)
+    assert not any(m.training for m in loaded.modules())
+    assert torch.equal(logits(loaded, inputs), expected)
+
+
 def test_load_is_trainable_and_second_adapter(tmp_path: Path) -> None:
     model, inputs = tiny_bert(), text_inputs()
     inject(model, LoraConfig(targets=["query"]))

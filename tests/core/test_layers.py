@@ -146,3 +146,16 @@ def test_wrapper_keeps_base_layer_and_half_base_runs() -> None:
     assert q.lora_A["default"].weight.dtype == torch.float32
     out = logits(model, inputs)
     assert out.dtype == torch.bfloat16 and torch.equal(out, before)
+
+
+def test_inject_follows_eval_mode_so_dropout_is_off() -> None:
+    from conftest import text_inputs
+
+    model, inputs = tiny_bert().eval(), text_inputs()
+    inject(model, LoraConfig(targets=["query", "value"], dropout=0.5, modules_to_save=["classifier"]))
+    randomize_lora(model)
+    assert not any(m.training for m in model.modules())
+    first = logits(model, inputs)
+    assert torch.equal(logits(model, inputs), first)
+    model.train()
+    assert all(m.training for m in model.modules())
