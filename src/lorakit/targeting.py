@@ -126,8 +126,11 @@ def _no_match_message(field: str, spec: str, names: list[str], cfg: LoraConfig) 
     if not close:
         close = difflib.get_close_matches(spec, names, n=5, cutoff=0.3)
     where = ""
-    if cfg.layers is not None or cfg.exclude is not None:
-        where = f" (after layers={cfg.layers}, exclude={cfg.exclude!r})"
+    if cfg.layers is not None or cfg.exclude is not None or cfg.modules_to_save:
+        where = (
+            f" (after layers={cfg.layers}, exclude={cfg.exclude!r}, "
+            f"modules_to_save={cfg.modules_to_save}, which get no LoRA)"
+        )
     hint = f"; closest module names: {', '.join(close)}" if close else ""
     return f"{field}: {spec!r} matches no module of the model{where}{hint}"
 

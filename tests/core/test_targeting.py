@@ -196,6 +196,10 @@ def test_no_lora_inside_modules_to_save(tmp_path) -> None:
     assert type(model.bert.pooler.modules_to_save["default"].dense) is nn.Linear
     save_adapter(model, tmp_path)
     load_adapter(tiny_bert(), tmp_path)
+    with pytest.raises(
+        TargetError, match=r"'classifier' matches no module.*modules_to_save=\['classifier'\]"
+    ):
+        inject(tiny_bert(), LoraConfig(targets=["classifier"], modules_to_save=["classifier"]))
     with pytest.raises(TargetError, match=r"bert\.encoder\.layer\.0\.output\.dense already holds a LoRA"):
         add_adapter(model, "other", LoraConfig(targets=["query"], modules_to_save=["layer.0.output"]))
 
