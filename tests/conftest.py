@@ -10,7 +10,9 @@ from torch import nn
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-torch.set_num_threads(2)
+# Tiny models gain nothing from intra-op threads, and on a shared 2-core machine the extra
+# thread spins: one thread cut the suite's CPU time by more than half.
+torch.set_num_threads(1)
 
 
 def tiny_bert(num_labels: int = 3) -> nn.Module:
@@ -115,3 +117,43 @@ def randomize_lora(model: nn.Module, seed: int = 0, scale: float = 0.1) -> None:
         for name, p in model.named_parameters():
             if ".lora_" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * scale)
+
+
+def base_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Clones of every base parameter and buffer, keyed by the name it has without lorakit.
+
+    LoRA tensors and modules_to_save copies are left out; wrapper path segments are removed so
+    the keys of a wrapped model equal those of the plain model.
+    """
+    out: dict[str, torch.Tensor] = {}
+    items = list(model.named_parameters()) + list(model.named_buffers())
+    for name, t in items:
+        if ".lora_" in name or ".modules_to_save." in name:
+            continue
+        key = name.replace(".base_layer.", ".").replace(".original_module.", ".")
+        out[key] = t.detach().clone()
+    return out
+
+
+def all_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Clones of every parameter and buffer under its current name."""
+    items = list(model.named_parameters()) + list(model.named_buffers())
+    return {name: t.detach().clone() for name, t in items}
+
+
+def assert_bit_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].dtype == b[key].dtype, key
+        assert torch.equal(a[key], b[key]), key
+
+
+def module_classes(model: nn.Module) -> dict[str, str]:
+    return {name: type(m).__name__ for name, m in model.named_modules()}
+
+
+def adapter_tensors(model: nn.Module, name: str = "default") -> dict[str, torch.Tensor]:
+    """Clones of what adapter ``name`` saves, under its file keys."""
+    from lorakit.adapter_io.keys import adapter_entries
+
+    return {k: v.detach().clone() for k, v in adapter_entries(model, name).items()}

@@ -114,11 +114,14 @@ class LoraConfig:
 
 
 def match_pattern_key(patterns: dict[str, Any], module_name: str) -> str | None:
-    """The pattern key that applies to ``module_name``: exact name, dotted suffix, or regex suffix."""
+    """The first pattern key (in order) that applies to ``module_name``.
+
+    A key applies when it equals the name, is a dotted suffix of it, or matches a dotted suffix
+    as a regex; first-in-order wins, exactly as PEFT resolves rank_pattern / alpha_pattern.
+    """
     for key in patterns:
         if key == module_name or module_name.endswith("." + key):
             return key
-    for key in patterns:
         try:
             if re.fullmatch(rf"(.*\.)?(?:{key})", module_name):
                 return key

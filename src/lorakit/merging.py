@@ -5,28 +5,34 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lorakit.layers.base import check_finite_delta, merge_layer, unmerge_layer
+from lorakit.errors import ConfigError
+from lorakit.layers.base import check_mergeable, merge_layer, unmerge_layer
 from lorakit.model import adapter_state, has_adapters, lora_layers, replace_module, saved_modules
 
 
 def merge(model: nn.Module, adapter_names: list[str] | None = None) -> nn.Module:
     """Add the active (or named) adapters into the base weights, computed in float32.
 
-    Every delta is computed and checked before any weight changes, so a non-finite delta
-    leaves the model untouched. Merging again is a no-op; ``unmerge`` restores bit-exactly.
+    Every merge is checked before any weight changes, so a non-finite delta (or one that
+    overflows a half-precision weight) raises MergeError and leaves the model untouched.
+    Merging again is a no-op; ``unmerge`` restores bit-exactly.
     """
     state = adapter_state(model)
     names = adapter_names if adapter_names is not None else [state.active] if state.active else []
-    plans: list[tuple[nn.Module, list[str], dict[str, torch.Tensor]]] = []
+    unknown = [n for n in names if n not in state.configs]
+    if unknown:
+        raise ConfigError(f"merge: no adapter named {unknown[0]!r}; this model has {list(state.configs)}")
+    plans: list[tuple[nn.Module, list[str]]] = []
     with torch.no_grad():
+        # Two passes: check everything first (one layer's delta alive at a time, so memory stays
+        # flat on large models), then merge. A refusal leaves every weight untouched.
         for module_name, layer in lora_layers(model):
             todo = [n for n in names if n in layer.adapter_names() and n not in layer.merged_adapters]
-            deltas = {n: layer.delta_weight(n) for n in todo}
-            for n, d in deltas.items():
-                check_finite_delta(module_name, n, d)
-            plans.append((layer, todo, deltas))
-    for layer, todo, deltas in plans:
-        merge_layer(layer, todo, deltas)
+            if todo:
+                check_mergeable(module_name, layer, todo)
+                plans.append((layer, todo))
+        for layer, todo in plans:
+            merge_layer(layer, todo)
     return model
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from lorakit.config import LoraConfig
 from lorakit.errors import ConfigError, LorakitError, TargetError
 from lorakit.layers import LORA_TYPES, ModulesToSave, wrap
-from lorakit.targeting import resolve_targets
+from lorakit.targeting import inside_any, resolve_targets
 
 ADAPTER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DEFAULT = "default"
@@ -84,21 +84,28 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
     check_adapter_name(adapter_name)
     if not isinstance(cfg, LoraConfig):
         raise ConfigError(f"expected a LoraConfig, got {type(cfg).__name__}")
-    if not has_adapters(model):
-        model.__dict__["_lorakit"] = AdapterState()
-    state = adapter_state(model)
+    state = model.__dict__.get("_lorakit") or AdapterState()
     if adapter_name in state.configs:
         raise ConfigError(f"adapter {adapter_name!r} already exists on this model")
     targets = resolve_targets(model, cfg)  # raises before anything changes
     missing = [m for m in cfg.modules_to_save if not _find_saved_module(model, m)]
     if missing:
         raise TargetError(f"modules_to_save: {missing} match no module of the model")
+    nested = [n for n, _ in lora_layers(model) if inside_any(n, cfg.modules_to_save)]
+    if nested:
+        raise TargetError(
+            f"modules_to_save: {nested[0]} already holds a LoRA adapter; a module trained in full "
+            "cannot contain LoRA layers"
+        )
+    wrapped = dict(lora_layers(model))
+    # Build every new wrapper first: wrap() may still refuse a module (e.g. a grouped conv).
+    fresh = {name: wrap(module, name) for name, module in targets if name not in wrapped}
+    model.__dict__["_lorakit"] = state
     if not state.configs:
         model.requires_grad_(False)
-    wrapped = dict(lora_layers(model))
-    for name, module in targets:
-        layer = wrapped.get(name) or wrap(module, name)
-        if name not in wrapped:
+    for name, _ in targets:
+        layer = wrapped.get(name) or fresh[name]
+        if name in fresh:
             replace_module(model, name, layer)
         layer.add_adapter(
             adapter_name,
@@ -108,9 +115,11 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
             cfg.dropout,
             cfg.init,
         )
-        layer.requires_grad_(False)
-        # New submodules start in training mode; follow the wrapped module so a model in eval
-        # mode does not get active adapter dropout (a loaded adapter must compute as saved).
+        # Only the new adapter's tensors: the active adapter on a shared wrapper keeps training.
+        for table in _adapter_tables(layer):
+            table[adapter_name].requires_grad_(False)
+        # New modules start in training mode; follow the wrapped layer so an eval() model
+        # does not silently run LoRA dropout at inference.
         layer.train(layer.base_layer.training)
     for name in _saved_module_names(model, cfg.modules_to_save):
         module = model.get_submodule(name)
@@ -119,6 +128,7 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
             replace_module(model, name, module)
         module.add_adapter(adapter_name)
         module.modules_to_save[adapter_name].requires_grad_(False)
+        module.train(module.original_module.training)
     state.configs[adapter_name] = cfg
 
 
@@ -165,7 +175,8 @@ def set_adapter(model: nn.Module, adapter_name: str) -> None:
             module.modules_to_save[adapter_name].requires_grad_(True)
     if cfg.bias == "all":
         for name, param in model.named_parameters():
-            if name.endswith("bias") and ".original_module." not in name:
+            other_copy = ".modules_to_save." in name and f".modules_to_save.{adapter_name}." not in name
+            if name.endswith("bias") and ".original_module." not in name and not other_copy:
                 param.requires_grad_(True)
     state.active = adapter_name
 
@@ -183,9 +194,10 @@ def delete_adapter(model: nn.Module, adapter_name: str) -> None:
     state = adapter_state(model)
     if adapter_name not in state.configs:
         raise ConfigError(f"no adapter named {adapter_name!r}; this model has {list(state.configs)}")
+    merged = [name for name, layer in lora_layers(model) if adapter_name in layer.merged_adapters]
+    if merged:  # checked up front so a refusal leaves every layer as it was
+        raise LorakitError(f"adapter {adapter_name!r} is merged into {merged[0]}: unmerge first")
     for name, layer in list(lora_layers(model)):
-        if adapter_name in layer.merged_adapters:
-            raise LorakitError(f"adapter {adapter_name!r} is merged into {name}: unmerge first")
         if adapter_name in layer.adapter_names():
             layer.delete_adapter(adapter_name)
         if not layer.adapter_names():

@@ -37,7 +37,7 @@ def trainable_summary(model: nn.Module) -> TrainableSummary:
         if p.requires_grad:
             trainable += p.numel()
             owner = name.rsplit(".", 1)[0]
-            for marker in (".lora_", ".modules_to_save."):
+            for marker in (".lora_", ".modules_to_save.", ".base_layer"):
                 if marker in owner:
                     owner = owner.split(marker)[0]
             per[owner] = per.get(owner, 0) + p.numel()

@@ -12,8 +12,10 @@ from lorakit.config import ALL_LINEAR, LoraConfig
 from lorakit.errors import TargetError
 from lorakit.layers import LORA_TYPES, ModulesToSave, is_conv1d, is_supported
 
-# Output heads are never part of "all-linear": they map to the label/vocab space.
-OUTPUT_HEADS = ("lm_head", "classifier", "score", "qa_outputs", "cls", "pooler.dense")
+# Output heads are never part of "all-linear": they map to the label/vocab space. A head may be
+# a module holding several Linears (RoBERTa's classifier.dense / classifier.out_proj), so
+# everything inside a head is excluded too. Hidden layers such as BERT's pooler stay in, as in PEFT.
+OUTPUT_HEADS = ("lm_head", "classifier", "score", "qa_outputs")
 _FIRST_INDEX = re.compile(r"(?:^|\.)(\d+)(?:\.|$)")
 
 
@@ -58,7 +60,8 @@ def _is_output_head(name: str, model: nn.Module, module: nn.Module) -> bool:
     out_emb = get_out() if callable(get_out) else None
     if out_emb is not None and (out_emb is module or getattr(out_emb, "base_layer", None) is module):
         return True
-    return any(name == h or name.endswith("." + h) for h in OUTPUT_HEADS)
+    dotted = f".{name}."
+    return any(f".{h}." in dotted for h in OUTPUT_HEADS)
 
 
 def _layer_index(name: str, layers_pattern: str | None) -> int | None:
@@ -67,6 +70,13 @@ def _layer_index(name: str, layers_pattern: str | None) -> int | None:
     else:
         m = _FIRST_INDEX.search(name)
     return int(m.group(1)) if m else None
+
+
+def inside_any(name: str, specs: list[str]) -> bool:
+    """Whether module ``name`` is, or lies inside, a module named by one of ``specs``."""
+    parts = name.split(".")
+    prefixes = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return any(p == s or p.endswith("." + s) for p in prefixes for s in specs)
 
 
 def resolve_targets(model: nn.Module, cfg: LoraConfig) -> list[tuple[str, nn.Module]]:
@@ -83,6 +93,9 @@ def resolve_targets(model: nn.Module, cfg: LoraConfig) -> list[tuple[str, nn.Mod
         if not hit or (cfg.exclude is not None and _matches(cfg.exclude, name)):
             continue
         if cfg.layers is not None and _layer_index(name, cfg.layers_pattern) not in cfg.layers:
+            continue
+        # A module trained fully (modules_to_save) gets no LoRA inside it, as in PEFT.
+        if inside_any(name, cfg.modules_to_save):
             continue
         chosen.append((name, module))
     _check_specs_matched(cfg, modules, chosen)
@@ -113,8 +126,11 @@ def _no_match_message(field: str, spec: str, names: list[str], cfg: LoraConfig) 
     if not close:
         close = difflib.get_close_matches(spec, names, n=5, cutoff=0.3)
     where = ""
-    if cfg.layers is not None or cfg.exclude is not None:
-        where = f" (after layers={cfg.layers}, exclude={cfg.exclude!r})"
+    if cfg.layers is not None or cfg.exclude is not None or cfg.modules_to_save:
+        where = (
+            f" (after layers={cfg.layers}, exclude={cfg.exclude!r}, "
+            f"modules_to_save={cfg.modules_to_save}, which get no LoRA)"
+        )
     hint = f"; closest module names: {', '.join(close)}" if close else ""
     return f"{field}: {spec!r} matches no module of the model{where}{hint}"
 

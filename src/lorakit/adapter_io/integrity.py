@@ -40,27 +40,54 @@ def checksum(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def fingerprint(architecture: str, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Identity of the base: architecture, target shapes and a hash of the targeted weights."""
+# Finest first. The same base loaded in another precision (fp32 checkpoint run in bf16) must
+# still be recognised, so a fingerprint also holds the hash of the weights cast to each of these.
+_PRECISION = ("torch.float64", "torch.float32", "torch.float16", "torch.bfloat16")
+_CAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def weights_hash(weights: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> str:
     h = hashlib.sha256()
     for name in sorted(weights):
         h.update(name.encode())
-        h.update(tensor_bytes(weights[name]))
+        w = weights[name]
+        h.update(tensor_bytes(w if dtype is None else w.to(dtype)))
+    return h.hexdigest()
+
+
+def fingerprint(architecture: str, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Identity of the base: architecture, target shapes and a hash of the targeted weights."""
     return {
         "architecture": architecture,
         "shapes": {n: list(w.shape) for n, w in sorted(weights.items())},
-        "weights_sha256": h.hexdigest(),
+        "weights_sha256": weights_hash(weights),
+        "dtypes": sorted({str(w.dtype) for w in weights.values()}),
+        "weights_sha256_as": {str(d): weights_hash(weights, d) for d in _CAST_DTYPES},
     }
 
 
-def fingerprint_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
-    """A sentence saying how two fingerprints differ, or None when they agree."""
-    if saved.get("architecture") != current["architecture"]:
-        return f"architecture {saved.get('architecture')!r} != {current['architecture']!r}"
-    if saved.get("shapes") != current["shapes"]:
+def fingerprint_mismatch(
+    saved: dict[str, Any], architecture: str, weights: dict[str, torch.Tensor]
+) -> str | None:
+    """A sentence saying how the saved fingerprint differs from these base weights, or None."""
+    if saved.get("architecture") != architecture:
+        return f"architecture {saved.get('architecture')!r} != {architecture!r}"
+    if saved.get("shapes") != {n: list(w.shape) for n, w in sorted(weights.items())}:
         return "target shapes differ"
-    if saved.get("weights_sha256") != current["weights_sha256"]:
-        return "the targeted base weights differ (same shapes, different values)"
+    current = {str(w.dtype) for w in weights.values()}
+    saved_dtypes = set(saved.get("dtypes") or [])
+    if not saved_dtypes or saved_dtypes == current:
+        same = saved.get("weights_sha256") == weights_hash(weights)
+        where = ""
+    else:
+        # Compare in the coarsest precision involved: casting finer weights down reproduces it.
+        coarse = max(current | saved_dtypes, key=lambda d: _PRECISION.index(d) if d in _PRECISION else 99)
+        table = saved.get("weights_sha256_as") or {}
+        dtype = getattr(torch, coarse.removeprefix("torch."), None)
+        same = isinstance(dtype, torch.dtype) and table.get(coarse) == weights_hash(weights, dtype)
+        where = f" (compared in {coarse}: saved on {sorted(saved_dtypes)}, loading onto {sorted(current)})"
+    if not same:
+        return f"the targeted base weights differ (same shapes, different values){where}"
     return None
 
 

@@ -24,7 +24,7 @@ from lorakit.adapter_io.integrity import (
 )
 from lorakit.adapter_io.keys import PREFIX, adapter_entries, module_of_key
 from lorakit.adapter_io.peft_config import from_peft_dict, read_config_file
-from lorakit.adapter_io.save import CONFIG_NAME, WEIGHTS_NAME, base_fingerprint
+from lorakit.adapter_io.save import CONFIG_NAME, WEIGHTS_NAME, base_weights
 from lorakit.config import ALL_LINEAR, LoraConfig
 from lorakit.errors import AdapterFileError, LorakitError
 from lorakit.layers import is_conv1d
@@ -163,11 +163,8 @@ def _peft_targets(
     if spec == ALL_LINEAR:
         get_out = getattr(model, "get_output_embeddings", None)
         head = get_out() if callable(get_out) else None
-        head_names = {n.rsplit(".", 1)[-1] for n, m in modules if m is head}
-        spec = sorted(
-            {n.rsplit(".", 1)[-1] for n, m in modules if isinstance(m, nn.Linear) or is_conv1d(m)}
-            - head_names
-        )
+        # PEFT expands "all-linear" to the full names of every Linear/Conv1D but the output head.
+        spec = [n for n, m in modules if (isinstance(m, nn.Linear) or is_conv1d(m)) and m is not head]
     out = []
     for name, _ in modules:
         if cfg.exclude is not None and _suffix_or_regex(cfg.exclude, name):
@@ -177,9 +174,11 @@ def _peft_targets(
         if not _suffix_or_regex(spec, name):
             continue
         layers = peft_match.get("layers_to_transform")
+        # As in PEFT, layers_to_transform filters suffix matches only, not exact full names.
         if (
             layers
             and isinstance(spec, list)
+            and name not in spec
             and _peft_layer_index(name, peft_match.get("layers_pattern")) not in layers
         ):
             continue
@@ -221,7 +220,7 @@ def _check_fingerprint(
         return
     if not isinstance(saved, dict):
         raise AdapterFileError(f"{folder / WEIGHTS_NAME}: metadata {FINGERPRINT_KEY!r} is malformed")
-    problem = fingerprint_mismatch(saved, base_fingerprint(model, targets))
+    problem = fingerprint_mismatch(saved, type(model).__name__, base_weights(model, targets))
     if problem and not allow_base_mismatch:
         raise AdapterFileError(
             f"{folder}: this adapter was trained on a different base model: {problem}. "
@@ -268,9 +267,9 @@ def _apply(
         for n, p in model.named_parameters():
             p.requires_grad_(grads.get(n, p.requires_grad))
         raise
+    # A further adapter stays inactive and every requires_grad flag stays as it was
+    # (set_adapter(previous) here would make a frozen inference model trainable again).
     if first:
         set_adapter(model, name)
         if not is_trainable:
             model.requires_grad_(False)
-    elif previous is not None:
-        set_adapter(model, previous)

@@ -67,7 +67,11 @@ _UNSUPPORTED_IF_SET = {
 
 
 def to_peft_dict(
-    cfg: LoraConfig, targets: list[str], modules_to_save: list[str], base_model_name: str | None
+    cfg: LoraConfig,
+    targets: list[str],
+    modules_to_save: list[str],
+    base_model_name: str | None,
+    fan_in_fan_out: bool = False,
 ) -> dict[str, Any]:
     """adapter_config.json for ``cfg`` with its targets resolved to full module names.
 
@@ -94,7 +98,8 @@ def to_peft_dict(
         "init_lora_weights": True if cfg.init == "kaiming" else cfg.init,
         "use_rslora": cfg.use_rslora,
         "use_dora": False,
-        "fan_in_fan_out": False,
+        # True for GPT-2 style Conv1D targets, as PEFT writes it (PEFT warns otherwise).
+        "fan_in_fan_out": fan_in_fan_out,
         "inference_mode": True,
     }
 

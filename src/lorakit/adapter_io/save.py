@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from lorakit.adapter_io.integrity import (
@@ -30,9 +31,13 @@ CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 
 
+def base_weights(model: nn.Module, targets: list[str]) -> dict[str, torch.Tensor]:
+    """W0 of each target as it was before any merge: what the fingerprint describes."""
+    return {name: original_weight(model.get_submodule(name)) for name in targets}
+
+
 def base_fingerprint(model: nn.Module, targets: list[str]) -> dict:
-    weights = {name: original_weight(model.get_submodule(name)) for name in targets}
-    return fingerprint(type(model).__name__, weights)
+    return fingerprint(type(model).__name__, base_weights(model, targets))
 
 
 def save_adapter(
@@ -68,7 +73,8 @@ def save_adapter(
         SCALING_KEY: json.dumps({t: cfg.scaling_for(t) for t in targets}),
         CONFIG_KEY: json.dumps(asdict(cfg)),
     }
-    config = to_peft_dict(cfg, targets, saved_module_names(model, name), base_model_name)
+    fan_in_fan_out = any(getattr(model.get_submodule(t), "fan_in_fan_out", False) for t in targets)
+    config = to_peft_dict(cfg, targets, saved_module_names(model, name), base_model_name, fan_in_fan_out)
     for file in (WEIGHTS_NAME, CONFIG_NAME):
         check_write_target(out, out / file)
     try:

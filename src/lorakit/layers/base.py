@@ -52,8 +52,30 @@ def base_weight(layer: LoraLayer) -> torch.Tensor:
     return layer.base_layer.weight
 
 
-def merge_layer(layer: LoraLayer, names: list[str], deltas: dict[str, torch.Tensor]) -> None:
-    """Add precomputed float32 deltas into the base weight, keeping the original for unmerge."""
+def merged_weight(layer: LoraLayer, names: list[str]) -> torch.Tensor:
+    """The base weight plus the named deltas, summed in float32, cast to the weight's dtype."""
+    weight = base_weight(layer)
+    merged = weight.detach().float()
+    for name in names:
+        merged = merged + layer.delta_weight(name)
+    return merged.to(weight.dtype)
+
+
+def check_mergeable(module_name: str, layer: LoraLayer, names: list[str]) -> None:
+    """Refuse (MergeError) a merge that would put NaN/Inf into the weight; changes nothing."""
+    for name in names:
+        check_finite_delta(module_name, name, layer.delta_weight(name))
+    weight = base_weight(layer).detach()
+    overflow = ~torch.isfinite(merged_weight(layer, names)) & torch.isfinite(weight)
+    if overflow.any():
+        raise MergeError(
+            f"refusing to merge {names} into {module_name}: {int(overflow.sum())} values overflow "
+            f"{weight.dtype}; no weight was changed"
+        )
+
+
+def merge_layer(layer: LoraLayer, names: list[str]) -> None:
+    """Add the named deltas into the base weight, keeping the original for unmerge."""
     weight = base_weight(layer)
     todo = [n for n in names if n not in layer.merged_adapters]
     if not todo:
@@ -62,10 +84,7 @@ def merge_layer(layer: LoraLayer, names: list[str], deltas: dict[str, torch.Tens
         # A copy, not a subtraction later: unmerge must restore W0 bit for bit.
         layer._unmerged_weight = weight.detach().clone()
     with torch.no_grad():
-        merged = weight.detach().float()
-        for name in todo:
-            merged = merged + deltas[name]
-        weight.data.copy_(merged.to(weight.dtype))
+        weight.data.copy_(merged_weight(layer, todo))
     layer.merged_adapters.extend(todo)
 
 
