@@ -5,8 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lorakit.errors import MergeError
 from lorakit.layers.base import check_finite_delta, merge_layer, unmerge_layer
+from lorakit.layers.variants import drop_variants
 from lorakit.model import adapter_state, has_adapters, lora_layers, replace_module, saved_modules
+from lorakit.quant.linear import is_quantized
 
 
 def merge(model: nn.Module, adapter_names: list[str] | None = None) -> nn.Module:
@@ -21,6 +24,11 @@ def merge(model: nn.Module, adapter_names: list[str] | None = None) -> nn.Module
     with torch.no_grad():
         for module_name, layer in lora_layers(model):
             todo = [n for n in names if n in layer.adapter_names() and n not in layer.merged_adapters]
+            if todo and is_quantized(layer.base_layer):
+                raise MergeError(
+                    f"{module_name} has a quantized base: use lorakit.quant.merge_and_unload_quantized"
+                    "(model, requantize=...) to merge into a float or re-quantized base"
+                )
             deltas = {n: layer.delta_weight(n) for n in todo}
             for n, d in deltas.items():
                 check_finite_delta(module_name, n, d)
@@ -54,6 +62,8 @@ def unload(model: nn.Module) -> nn.Module:
     """Remove every adapter without merging: the model is its base again."""
     unmerge(model)
     for name, layer in list(lora_layers(model)):
+        for adapter in list(getattr(layer, "residual_origin", {})):
+            drop_variants(layer, adapter)
         replace_module(model, name, layer.base_layer)
     for name, module in list(saved_modules(model)):
         replace_module(model, name, module.original_module)

@@ -12,6 +12,7 @@ from torch import nn
 from lorakit.config import LoraConfig
 from lorakit.errors import ConfigError, LorakitError, TargetError
 from lorakit.layers import LORA_TYPES, ModulesToSave, wrap
+from lorakit.layers.variants import check_variant_targets, setup_variants
 from lorakit.targeting import resolve_targets
 
 ADAPTER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -93,9 +94,10 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
     missing = [m for m in cfg.modules_to_save if not _find_saved_module(model, m)]
     if missing:
         raise TargetError(f"modules_to_save: {missing} match no module of the model")
+    wrapped = dict(lora_layers(model))
+    check_variant_targets(cfg, targets, wrapped)
     if not state.configs:
         model.requires_grad_(False)
-    wrapped = dict(lora_layers(model))
     for name, module in targets:
         layer = wrapped.get(name) or wrap(module, name)
         if name not in wrapped:
@@ -108,6 +110,7 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
             cfg.dropout,
             cfg.init,
         )
+        setup_variants(layer, adapter_name, cfg)
         layer.requires_grad_(False)
     for name in _saved_module_names(model, cfg.modules_to_save):
         module = model.get_submodule(name)
@@ -170,7 +173,7 @@ def set_adapter(model: nn.Module, adapter_name: str) -> None:
 def _adapter_tables(layer: nn.Module) -> list[nn.ModuleDict | nn.ParameterDict]:
     return [
         getattr(layer, t)
-        for t in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B")
+        for t in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
         if hasattr(layer, t)
     ]
 

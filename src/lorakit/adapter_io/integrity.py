@@ -33,15 +33,19 @@ def checksum(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def fingerprint(architecture: str, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Identity of the base: architecture, target shapes and a hash of the targeted weights."""
+def fingerprint(architecture: str, identities: dict[str, tuple[list[int], str]]) -> dict[str, Any]:
+    """Identity of the base: architecture, target shapes and a hash of the targeted weights.
+
+    ``identities`` holds (shape, sha256 of the bytes) per target; hashing per-weight digests lets
+    a base whose float weight is gone (quantized, or rewritten by a pissa init) still name it.
+    """
     h = hashlib.sha256()
-    for name in sorted(weights):
+    for name in sorted(identities):
         h.update(name.encode())
-        h.update(tensor_bytes(weights[name]))
+        h.update(identities[name][1].encode())
     return {
         "architecture": architecture,
-        "shapes": {n: list(w.shape) for n, w in sorted(weights.items())},
+        "shapes": {n: list(shape) for n, (shape, _) in sorted(identities.items())},
         "weights_sha256": h.hexdigest(),
     }
 

@@ -26,7 +26,7 @@ from lorakit.adapter_io.peft_config import from_peft_dict, read_config_file
 from lorakit.adapter_io.save import CONFIG_NAME, WEIGHTS_NAME, base_fingerprint
 from lorakit.config import ALL_LINEAR, LoraConfig
 from lorakit.errors import AdapterFileError, LorakitError
-from lorakit.layers import is_conv1d
+from lorakit.layers import is_linear_like
 from lorakit.model import (
     adapter_state,
     add_adapter,
@@ -114,10 +114,7 @@ def _peft_targets(
         get_out = getattr(model, "get_output_embeddings", None)
         head = get_out() if callable(get_out) else None
         head_names = {n.rsplit(".", 1)[-1] for n, m in modules if m is head}
-        spec = sorted(
-            {n.rsplit(".", 1)[-1] for n, m in modules if isinstance(m, nn.Linear) or is_conv1d(m)}
-            - head_names
-        )
+        spec = sorted({n.rsplit(".", 1)[-1] for n, m in modules if is_linear_like(m)} - head_names)
     out = []
     for name, _ in modules:
         if cfg.exclude is not None and _suffix_or_regex(cfg.exclude, name):

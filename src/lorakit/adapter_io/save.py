@@ -19,8 +19,10 @@ from lorakit.adapter_io.integrity import (
 )
 from lorakit.adapter_io.keys import adapted_modules, adapter_entries, saved_module_names
 from lorakit.adapter_io.peft_config import to_peft_dict
+from lorakit.adapter_io.residual_export import as_plain_lora
+from lorakit.config import RESIDUAL_INITS
 from lorakit.errors import AdapterFileError
-from lorakit.layers.base import original_weight
+from lorakit.layers.base import base_identity
 from lorakit.model import adapter_state, check_adapter_name
 
 CONFIG_NAME = "adapter_config.json"
@@ -28,8 +30,8 @@ WEIGHTS_NAME = "adapter_model.safetensors"
 
 
 def base_fingerprint(model: nn.Module, targets: list[str]) -> dict:
-    weights = {name: original_weight(model.get_submodule(name)) for name in targets}
-    return fingerprint(type(model).__name__, weights)
+    identities = {name: base_identity(model.get_submodule(name)) for name in targets}
+    return fingerprint(type(model).__name__, identities)
 
 
 def save_adapter(
@@ -41,7 +43,9 @@ def save_adapter(
 ) -> Path:
     """Write adapter ``adapter_name`` (default: the active one) to the folder ``path``.
 
-    Both files are written atomically; an adapter with no tensors is refused.
+    Both files are written atomically; an adapter with no tensors is refused. A pissa/olora
+    adapter is written as the equivalent plain LoRA against the original base weights
+    (see adapter_io/residual_export.py), so it loads onto the original base model.
     """
     state = adapter_state(model)
     name = adapter_name or state.active
@@ -54,6 +58,8 @@ def save_adapter(
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in entries.items()}
     targets = adapted_modules(model, name)
     cfg = state.configs[name]
+    if cfg.init in RESIDUAL_INITS:
+        cfg, tensors = as_plain_lora(model, name, cfg, tensors)
     if base_model_name is None:
         base_model_name = getattr(model, "name_or_path", None) or None
     metadata = {
