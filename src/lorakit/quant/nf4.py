@@ -86,7 +86,7 @@ class NF4Storage(nn.Module):
         scale = groups.abs().amax(dim=1) / 127
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         q = torch.round(groups / scale[:, None]).clamp(-127, 127).to(torch.int8)
-        self.register_buffer("absmax_q", q.view(-1)[: absmax.numel()].contiguous())
+        self.register_buffer("absmax_q", q.view(-1)[: absmax.numel()].clone())
         self.register_buffer("absmax_scale", scale)
         self.register_buffer("absmax_mean", mean.reshape(1))
 
