@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import MODELS, logits
 
 import lorakit
+from conftest import MODELS, logits
 from lorakit.errors import TargetError
 from lorakit.layers.dense import weight_oi
 from variants.peft_oracle import perturb_magnitudes, randomize_ab

@@ -7,9 +7,9 @@ import warnings
 
 import pytest
 import torch
-from conftest import MODELS, logits
 
 import lorakit
+from conftest import MODELS, logits
 from lorakit.errors import TargetError
 from lorakit.layers.dense import weight_oi
 from variants.peft_oracle import peft_load
