@@ -84,3 +84,17 @@ def test_dora_refuses_non_linear_targets() -> None:
     with pytest.raises(TargetError, match="use_dora=True supports only"):
         lorakit.inject(model, lorakit.LoraConfig(targets=["emb"], use_dora=True))
     assert not lorakit.model.has_adapters(model)
+
+
+def test_use_dora_without_magnitudes_is_a_clear_file_error(tmp_path) -> None:
+    import json
+
+    build, _, targets = MODELS["bert"]
+    model = lorakit.inject(build(), lorakit.LoraConfig(r=4, targets=targets))
+    lorakit.save_adapter(model, tmp_path / "a")
+    path = tmp_path / "a" / "adapter_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "use_dora": True}))
+    fresh = build()
+    with pytest.raises(lorakit.AdapterFileError, match=r"use_dora=true, but .* no lora_magnitude_vector"):
+        lorakit.load_adapter(fresh, tmp_path / "a")
+    assert not lorakit.model.has_adapters(fresh)

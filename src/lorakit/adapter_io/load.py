@@ -92,6 +92,12 @@ def _resolve_against_model(
         raise AdapterFileError(f"{folder / WEIGHTS_NAME}: missing tensors for target {missing!r}")
     if not in_file:
         raise AdapterFileError(f"{folder / WEIGHTS_NAME}: holds no LoRA tensors")
+    no_magnitude = sorted(m for m in in_file if f"{PREFIX}{m}.lora_magnitude_vector" not in tensors)
+    if cfg.use_dora and no_magnitude:
+        raise AdapterFileError(
+            f"{folder}: use_dora=true, but {WEIGHTS_NAME} has no lora_magnitude_vector "
+            f"for {no_magnitude[0]!r}"
+        )
     targets = sorted(in_file)
     return replace(
         cfg,
