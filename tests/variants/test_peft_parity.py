@@ -38,8 +38,11 @@ def _lorakit_model(kind: str, variant: dict) -> tuple:
     return build, make_inputs(), targets, model
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-@pytest.mark.parametrize("kind", TEXT_MODELS)
+# Every model with rsLoRA and DoRA; the combination on the Conv1D model only (keeps the suite fast).
+CASES = [(k, v) for k in TEXT_MODELS for v in ("rslora", "dora")] + [("gpt2", "dora_rslora")]
+
+
+@pytest.mark.parametrize(("kind", "variant"), CASES)
 def test_lorakit_adapter_runs_identically_in_peft(kind: str, variant: str, tmp_path) -> None:
     build, inputs, _, model = _lorakit_model(kind, VARIANTS[variant])
     lorakit.save_adapter(model, tmp_path / "a")
@@ -54,8 +57,7 @@ def test_lorakit_adapter_runs_identically_in_peft(kind: str, variant: str, tmp_p
         torch.testing.assert_close(ours[name], theirs[name], atol=TOL, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-@pytest.mark.parametrize("kind", TEXT_MODELS)
+@pytest.mark.parametrize(("kind", "variant"), CASES)
 def test_peft_adapter_loads_into_lorakit(kind: str, variant: str, tmp_path) -> None:
     build, make_inputs, targets = MODELS[kind]
     extra = VARIANTS[variant]
@@ -70,7 +72,7 @@ def test_peft_adapter_loads_into_lorakit(kind: str, variant: str, tmp_path) -> N
     assert (logits(model, inputs) - logits(peft_model, inputs)).abs().max() < TOL
 
 
-@pytest.mark.parametrize("kind", TEXT_MODELS)
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_dora_dropout_path_matches_peft_in_training(kind: str, tmp_path) -> None:
     build, inputs, _, model = _lorakit_model(kind, {"use_dora": True, "dropout": 0.3})
     lorakit.save_adapter(model, tmp_path / "a")
@@ -81,7 +83,7 @@ def test_dora_dropout_path_matches_peft_in_training(kind: str, tmp_path) -> None
     ours = loss_of(model, inputs)
     torch.manual_seed(7)
     theirs = loss_of(peft_model, inputs)
-    assert abs(float(ours) - float(theirs)) < TOL
+    assert abs(ours.item() - theirs.item()) < TOL
     ours.backward()
     theirs.backward()
     for name, grad in lorakit_grads(model).items():

@@ -54,8 +54,17 @@ def test_pissa_factors_are_the_top_singular_triplets() -> None:
     assert torch.linalg.norm(residual) < torch.linalg.norm(original)
 
 
-@pytest.mark.parametrize(("init", "extra"), [("pissa", {}), ("olora", {}), ("pissa", {"use_rslora": True})])
-@pytest.mark.parametrize("kind", ["bert", "gpt2", "llama"])
+@pytest.mark.parametrize(
+    ("kind", "init", "extra"),
+    [
+        ("bert", "pissa", {}),
+        ("gpt2", "pissa", {}),
+        ("llama", "pissa", {}),
+        ("gpt2", "olora", {}),
+        ("llama", "olora", {}),
+        ("llama", "pissa", {"use_rslora": True}),
+    ],
+)
 def test_trained_adapter_loads_onto_original_base(kind: str, init: str, extra: dict, tmp_path) -> None:
     build, make_inputs, targets = MODELS[kind]
     inputs = make_inputs()
