@@ -97,7 +97,8 @@ def test_lora_on_quantized_base_trains(method: str) -> None:
 def _lora_on_nf4(**cfg: object) -> tuple[nn.Module, dict]:
     model, _ = _quantized_llama()
     lorakit.inject(model, lorakit.LoraConfig(r=4, targets=TARGETS, **cfg))
-    randomize_lora(model) if not cfg.get("use_dora") else None
+    if not cfg.get("use_dora"):
+        randomize_lora(model)  # (DoRA's magnitude must stay near ||W0||, so it keeps its init)
     inputs = MODELS["llama"][1]()
     return model, inputs
 

@@ -11,8 +11,6 @@ from peft import LoraConfig as PeftLoraConfig
 from peft import PeftModel, get_peft_model
 from torch import nn
 
-import lorakit
-
 PEFT_PREFIX = "base_model.model."
 
 
@@ -66,6 +64,3 @@ def loss_of(model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     out = model(**inputs)
     logits = out if isinstance(out, torch.Tensor) else out.logits
     return (logits.float() ** 2).mean()
-
-
-__all__ = ["PEFT_PREFIX", "lorakit", "peft_load", "peft_random"]
