@@ -98,7 +98,8 @@ class NF4Storage(nn.Module):
         return scales.view(-1)[: self.absmax_q.numel()]
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        values = _byte_lut(self.codes.device, dtype)[self.codes.long()]
+        # int32 indices: half the transient memory of int64 ones for the same lookup.
+        values = torch.index_select(_byte_lut(self.codes.device, dtype), 0, self.codes.int())
         values = values.view(-1, self.block_size) * self.block_scales().to(dtype)[:, None]
         return values.view(-1)[: self.numel].view(self.shape)
 
