@@ -1,10 +1,14 @@
 """lorakit: LoRA fine-tuning for PyTorch and Hugging Face transformers."""
 
 from lorakit.adapter_io import load_adapter, save_adapter
+from lorakit.arithmetic import CombineMethod, CombineReport, add_weighted_adapter
 from lorakit.config import LoraConfig
 from lorakit.errors import AdapterFileError, ConfigError, LorakitError, MergeError, TargetError
 from lorakit.merging import merge, merge_and_unload, unload, unmerge
 from lorakit.model import add_adapter, delete_adapter, disable_adapters, inject, set_adapter
+from lorakit.quant import QuantConfig, QuantMethod
+from lorakit.quant.merge import QuantMergeReport, merge_and_unload_quantized
+from lorakit.quant.model import QuantReport, quantize_model
 from lorakit.summary import trainable_summary
 from lorakit.targeting import find_targets
 
@@ -12,12 +16,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdapterFileError",
+    "CombineMethod",
+    "CombineReport",
     "ConfigError",
     "LoraConfig",
     "LorakitError",
     "MergeError",
+    "QuantConfig",
+    "QuantMergeReport",
+    "QuantMethod",
+    "QuantReport",
     "TargetError",
     "add_adapter",
+    "add_weighted_adapter",
     "delete_adapter",
     "disable_adapters",
     "find_targets",
@@ -25,6 +36,8 @@ __all__ = [
     "load_adapter",
     "merge",
     "merge_and_unload",
+    "merge_and_unload_quantized",
+    "quantize_model",
     "save_adapter",
     "set_adapter",
     "trainable_summary",

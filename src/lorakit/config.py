@@ -10,10 +10,12 @@ from typing import Any, Literal
 from lorakit.errors import ConfigError
 
 BiasMode = Literal["none", "all", "lora_only"]
-InitMode = Literal["kaiming", "gaussian"]
+InitMode = Literal["kaiming", "gaussian", "pissa", "olora"]
 ALL_LINEAR = "all-linear"
 _BIAS_MODES = ("none", "all", "lora_only")
-_INIT_MODES = ("kaiming", "gaussian")
+_INIT_MODES = ("kaiming", "gaussian", "pissa", "olora")
+# Inits that move part of W0 into A and B, leaving the residual in the base weight.
+RESIDUAL_INITS = ("pissa", "olora")
 
 
 @dataclass
@@ -43,9 +45,15 @@ class LoraConfig:
     modules_to_save: list[str] = field(default_factory=list)
     """Modules trained fully and saved with the adapter, e.g. a classifier head."""
     init: InitMode = "kaiming"
-    """Initialisation of A (B starts at zero): kaiming-uniform(a=sqrt(5)) or gaussian(std=1/r)."""
+    """Initialisation: "kaiming" (A kaiming-uniform(a=sqrt(5)), B zero), "gaussian" (A normal(std=1/r),
+    B zero), "pissa" (A, B from the top-r singular triplets of W0) or "olora" (A, B from a QR
+    decomposition of W0). With pissa/olora the base weight keeps the residual W0 - scaling * B @ A,
+    and save_adapter writes an equivalent plain LoRA (rank 2r) against the original W0."""
     use_rslora: bool = False
     """Rank-stabilised scaling alpha / sqrt(r) instead of alpha / r."""
+    use_dora: bool = False
+    """DoRA: W = m * (W0 + scaling * B @ A) / ||W0 + scaling * B @ A|| (norm per output row), with a
+    trainable magnitude m initialised to ||W0||. Linear and Conv1D layers only."""
 
     def __post_init__(self) -> None:
         self._validate()
@@ -67,6 +75,7 @@ class LoraConfig:
         _check(self.bias in _BIAS_MODES, "bias", self.bias, f"one of {_BIAS_MODES}")
         _check(self.init in _INIT_MODES, "init", self.init, f"one of {_INIT_MODES}")
         _check(isinstance(self.use_rslora, bool), "use_rslora", self.use_rslora, "true or false")
+        _check(isinstance(self.use_dora, bool), "use_dora", self.use_dora, "true or false")
         self.targets = _names_or_regex("targets", self.targets)
         if self.exclude is not None:
             self.exclude = _names_or_regex("exclude", self.exclude)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lorakit.errors import ConfigError
+from lorakit.errors import ConfigError, MergeError
 from lorakit.layers.base import check_mergeable, merge_layer, unmerge_layer
+from lorakit.layers.variants import drop_variants
 from lorakit.model import adapter_state, has_adapters, lora_layers, replace_module, saved_modules
+from lorakit.quant.linear import is_quantized
 
 
 def merge(model: nn.Module, adapter_names: list[str] | None = None) -> nn.Module:
@@ -28,6 +30,11 @@ def merge(model: nn.Module, adapter_names: list[str] | None = None) -> nn.Module
         # flat on large models), then merge. A refusal leaves every weight untouched.
         for module_name, layer in lora_layers(model):
             todo = [n for n in names if n in layer.adapter_names() and n not in layer.merged_adapters]
+            if todo and is_quantized(layer.base_layer):
+                raise MergeError(
+                    f"{module_name} has a quantized base: use lorakit.quant.merge_and_unload_quantized"
+                    "(model, requantize=...) to merge into a float or re-quantized base"
+                )
             if todo:
                 check_mergeable(module_name, layer, todo)
                 plans.append((layer, todo))
@@ -60,6 +67,8 @@ def unload(model: nn.Module) -> nn.Module:
     """Remove every adapter without merging: the model is its base again."""
     unmerge(model)
     for name, layer in list(lora_layers(model)):
+        for adapter in list(getattr(layer, "residual_origin", {})):
+            drop_variants(layer, adapter)
         replace_module(model, name, layer.base_layer)
     for name, module in list(saved_modules(model)):
         replace_module(model, name, module.original_module)

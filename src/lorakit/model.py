@@ -12,6 +12,7 @@ from torch import nn
 from lorakit.config import LoraConfig
 from lorakit.errors import ConfigError, LorakitError, TargetError
 from lorakit.layers import LORA_TYPES, ModulesToSave, wrap
+from lorakit.layers.variants import check_variant_targets, setup_variants
 from lorakit.targeting import inside_any, resolve_targets
 
 ADAPTER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -98,6 +99,7 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
             "cannot contain LoRA layers"
         )
     wrapped = dict(lora_layers(model))
+    check_variant_targets(cfg, targets, wrapped)
     # Build every new wrapper first: wrap() may still refuse a module (e.g. a grouped conv).
     fresh = {name: wrap(module, name) for name, module in targets if name not in wrapped}
     model.__dict__["_lorakit"] = state
@@ -115,9 +117,11 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
             cfg.dropout,
             cfg.init,
         )
+        setup_variants(layer, adapter_name, cfg)
         # Only the new adapter's tensors: the active adapter on a shared wrapper keeps training.
         for table in _adapter_tables(layer):
-            table[adapter_name].requires_grad_(False)
+            if adapter_name in table:
+                table[adapter_name].requires_grad_(False)
         # New modules start in training mode; follow the wrapped layer so an eval() model
         # does not silently run LoRA dropout at inference.
         layer.train(layer.base_layer.training)
@@ -184,7 +188,7 @@ def set_adapter(model: nn.Module, adapter_name: str) -> None:
 def _adapter_tables(layer: nn.Module) -> list[nn.ModuleDict | nn.ParameterDict]:
     return [
         getattr(layer, t)
-        for t in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B")
+        for t in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
         if hasattr(layer, t)
     ]
 

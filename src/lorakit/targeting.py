@@ -10,7 +10,8 @@ from torch import nn
 
 from lorakit.config import ALL_LINEAR, LoraConfig
 from lorakit.errors import TargetError
-from lorakit.layers import LORA_TYPES, ModulesToSave, is_conv1d, is_supported
+from lorakit.layers import LORA_TYPES, ModulesToSave, is_linear_like, is_supported
+from lorakit.layers.dense import linear_features
 
 # Output heads are never part of "all-linear": they map to the label/vocab space. A head may be
 # a module holding several Linears (RoBERTa's classifier.dense / classifier.out_proj), so
@@ -85,9 +86,7 @@ def resolve_targets(model: nn.Module, cfg: LoraConfig) -> list[tuple[str, nn.Mod
     chosen: list[tuple[str, nn.Module]] = []
     for name, module in modules:
         if cfg.targets == ALL_LINEAR:
-            hit = (isinstance(module, nn.Linear) or is_conv1d(module)) and not _is_output_head(
-                name, model, module
-            )
+            hit = is_linear_like(module) and not _is_output_head(name, model, module)
         else:
             hit = _matches(cfg.targets, name)
         if not hit or (cfg.exclude is not None and _matches(cfg.exclude, name)):
@@ -139,15 +138,14 @@ def find_targets(model: nn.Module, cfg: LoraConfig) -> list[Target]:
     """Dry run of ``inject``: the modules ``cfg`` would adapt, their shapes and added parameters."""
     out = []
     for name, module in resolve_targets(model, cfg):
-        weight = module.weight
-        if is_conv1d(module):
-            fan_in, fan_out = weight.shape[0], weight.shape[1]
+        if is_linear_like(module):
+            fan_in, fan_out = linear_features(module)
         elif isinstance(module, nn.Embedding):
             fan_in, fan_out = module.num_embeddings, module.embedding_dim
         elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
             fan_in, fan_out = module.in_channels, module.out_channels
         else:
-            fan_in, fan_out = weight.shape[1], weight.shape[0]
+            fan_in, fan_out = module.weight.shape[1], module.weight.shape[0]
         r = cfg.rank_for(name)
         kernel = 1
         if isinstance(module, (nn.Conv1d, nn.Conv2d)):

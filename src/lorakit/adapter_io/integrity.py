@@ -15,6 +15,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
 from lorakit.adapter_io.st_header import parse_header
+from lorakit.digest import WeightIdentity, tensor_bytes
 from lorakit.errors import AdapterFileError
 
 FINGERPRINT_KEY = "lorakit.fingerprint"
@@ -24,10 +25,6 @@ CONFIG_KEY = "lorakit.config"
 # Every file lorakit writes has these; a file with some lorakit keys but not all is damaged.
 REQUIRED_KEYS = frozenset({CHECKSUM_KEY, FINGERPRINT_KEY, SCALING_KEY})
 LORAKIT_KEYS = REQUIRED_KEYS | {CONFIG_KEY}
-
-
-def tensor_bytes(t: torch.Tensor) -> bytes:
-    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
 def checksum(tensors: dict[str, torch.Tensor]) -> str:
@@ -40,52 +37,55 @@ def checksum(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-# Finest first. The same base loaded in another precision (fp32 checkpoint run in bf16) must
-# still be recognised, so a fingerprint also holds the hash of the weights cast to each of these.
+# Finest first: two fingerprints taken in different precisions are compared in the coarser one.
 _PRECISION = ("torch.float64", "torch.float32", "torch.float16", "torch.bfloat16")
-_CAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def weights_hash(weights: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> str:
+def _combined(identities: dict[str, WeightIdentity], dtype: str | None = None) -> str | None:
     h = hashlib.sha256()
-    for name in sorted(weights):
+    for name in sorted(identities):
+        ident = identities[name]
+        digest = ident.sha256 if dtype is None else ident.sha256_as.get(dtype)
+        if digest is None:
+            return None
         h.update(name.encode())
-        w = weights[name]
-        h.update(tensor_bytes(w if dtype is None else w.to(dtype)))
+        h.update(digest.encode())
     return h.hexdigest()
 
 
-def fingerprint(architecture: str, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Identity of the base: architecture, target shapes and a hash of the targeted weights."""
+def fingerprint(architecture: str, identities: dict[str, WeightIdentity]) -> dict[str, Any]:
+    """Identity of the base: architecture, target shapes and hashes of the targeted weights.
+
+    Built from per-weight identities, so a base whose float weight is gone (quantized, or
+    rewritten by a pissa init) still names it, and in several precisions, so the same base
+    loaded in bf16 is recognised.
+    """
+    dtypes = {d for ident in identities.values() for d in ident.sha256_as}
     return {
         "architecture": architecture,
-        "shapes": {n: list(w.shape) for n, w in sorted(weights.items())},
-        "weights_sha256": weights_hash(weights),
-        "dtypes": sorted({str(w.dtype) for w in weights.values()}),
-        "weights_sha256_as": {str(d): weights_hash(weights, d) for d in _CAST_DTYPES},
+        "shapes": {n: list(i.shape) for n, i in sorted(identities.items())},
+        "dtypes": sorted({i.dtype for i in identities.values()}),
+        "weights_sha256": _combined(identities),
+        "weights_sha256_as": {d: _combined(identities, d) for d in sorted(dtypes)},
     }
 
 
-def fingerprint_mismatch(
-    saved: dict[str, Any], architecture: str, weights: dict[str, torch.Tensor]
-) -> str | None:
-    """A sentence saying how the saved fingerprint differs from these base weights, or None."""
-    if saved.get("architecture") != architecture:
-        return f"architecture {saved.get('architecture')!r} != {architecture!r}"
-    if saved.get("shapes") != {n: list(w.shape) for n, w in sorted(weights.items())}:
+def fingerprint_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """A sentence saying how the saved fingerprint differs from the current base's, or None."""
+    if saved.get("architecture") != current["architecture"]:
+        return f"architecture {saved.get('architecture')!r} != {current['architecture']!r}"
+    if saved.get("shapes") != current["shapes"]:
         return "target shapes differ"
-    current = {str(w.dtype) for w in weights.values()}
-    saved_dtypes = set(saved.get("dtypes") or [])
-    if not saved_dtypes or saved_dtypes == current:
-        same = saved.get("weights_sha256") == weights_hash(weights)
+    now, then = set(current["dtypes"]), set(saved.get("dtypes") or [])
+    if not then or then == now:
+        same = saved.get("weights_sha256") == current["weights_sha256"]
         where = ""
     else:
         # Compare in the coarsest precision involved: casting finer weights down reproduces it.
-        coarse = max(current | saved_dtypes, key=lambda d: _PRECISION.index(d) if d in _PRECISION else 99)
-        table = saved.get("weights_sha256_as") or {}
-        dtype = getattr(torch, coarse.removeprefix("torch."), None)
-        same = isinstance(dtype, torch.dtype) and table.get(coarse) == weights_hash(weights, dtype)
-        where = f" (compared in {coarse}: saved on {sorted(saved_dtypes)}, loading onto {sorted(current)})"
+        coarse = max(now | then, key=lambda d: _PRECISION.index(d) if d in _PRECISION else 99)
+        theirs = (saved.get("weights_sha256_as") or {}).get(coarse)
+        same = theirs is not None and theirs == current["weights_sha256_as"].get(coarse)
+        where = f" (compared in {coarse}: saved on {sorted(then)}, loading onto {sorted(now)})"
     if not same:
         return f"the targeted base weights differ (same shapes, different values){where}"
     return None

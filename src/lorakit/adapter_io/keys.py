@@ -29,6 +29,8 @@ def adapter_entries(model: nn.Module, name: str) -> dict[str, nn.Parameter]:
         else:
             out[f"{PREFIX}{path}.lora_A.weight"] = layer.lora_A[name].weight
             out[f"{PREFIX}{path}.lora_B.weight"] = layer.lora_B[name].weight
+            if name in getattr(layer, "lora_magnitude_vector", {}):
+                out[f"{PREFIX}{path}.lora_magnitude_vector"] = layer.lora_magnitude_vector[name].weight
         bias = getattr(layer.base_layer, "bias", None)
         if cfg.bias == "lora_only" and bias is not None:
             out[f"{PREFIX}{path}.base_layer.bias"] = bias
@@ -54,7 +56,13 @@ def saved_module_names(model: nn.Module, name: str) -> list[str]:
 def module_of_key(key: str) -> str | None:
     """The adapted module a LoRA tensor key belongs to (None for other keys)."""
     body = key.removeprefix(PREFIX)
-    for marker in (".lora_A.", ".lora_B.", ".lora_embedding_A", ".lora_embedding_B"):
+    for marker in (
+        ".lora_A.",
+        ".lora_B.",
+        ".lora_embedding_A",
+        ".lora_embedding_B",
+        ".lora_magnitude_vector",
+    ):
         if marker in body + ".":
             return body.split(marker.rstrip("."))[0].rstrip(".")
     return None

@@ -24,10 +24,10 @@ from lorakit.adapter_io.integrity import (
 )
 from lorakit.adapter_io.keys import PREFIX, adapter_entries, module_of_key
 from lorakit.adapter_io.peft_config import from_peft_dict, read_config_file
-from lorakit.adapter_io.save import CONFIG_NAME, WEIGHTS_NAME, base_weights
+from lorakit.adapter_io.save import CONFIG_NAME, WEIGHTS_NAME, base_fingerprint
 from lorakit.config import ALL_LINEAR, LoraConfig
 from lorakit.errors import AdapterFileError, LorakitError
-from lorakit.layers import is_conv1d
+from lorakit.layers import is_linear_like
 from lorakit.model import (
     adapter_state,
     add_adapter,
@@ -111,6 +111,12 @@ def _resolve_against_model(
         raise AdapterFileError(f"{folder / WEIGHTS_NAME}: missing tensors for target {missing!r}")
     if not in_file:
         raise AdapterFileError(f"{folder / WEIGHTS_NAME}: holds no LoRA tensors")
+    no_magnitude = sorted(m for m in in_file if f"{PREFIX}{m}.lora_magnitude_vector" not in tensors)
+    if cfg.use_dora and no_magnitude:
+        raise AdapterFileError(
+            f"{folder}: use_dora=true, but {WEIGHTS_NAME} has no lora_magnitude_vector "
+            f"for {no_magnitude[0]!r}"
+        )
     targets = sorted(in_file)
     return replace(
         cfg,
@@ -164,7 +170,7 @@ def _peft_targets(
         get_out = getattr(model, "get_output_embeddings", None)
         head = get_out() if callable(get_out) else None
         # PEFT expands "all-linear" to the full names of every Linear/Conv1D but the output head.
-        spec = [n for n, m in modules if (isinstance(m, nn.Linear) or is_conv1d(m)) and m is not head]
+        spec = [n for n, m in modules if is_linear_like(m) and m is not head]
     out = []
     for name, _ in modules:
         if cfg.exclude is not None and _suffix_or_regex(cfg.exclude, name):
@@ -220,7 +226,7 @@ def _check_fingerprint(
         return
     if not isinstance(saved, dict):
         raise AdapterFileError(f"{folder / WEIGHTS_NAME}: metadata {FINGERPRINT_KEY!r} is malformed")
-    problem = fingerprint_mismatch(saved, type(model).__name__, base_weights(model, targets))
+    problem = fingerprint_mismatch(saved, base_fingerprint(model, targets))
     if problem and not allow_base_mismatch:
         raise AdapterFileError(
             f"{folder}: this adapter was trained on a different base model: {problem}. "

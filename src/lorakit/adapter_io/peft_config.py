@@ -97,7 +97,7 @@ def to_peft_dict(
         "modules_to_save": sorted(modules_to_save) or None,
         "init_lora_weights": True if cfg.init == "kaiming" else cfg.init,
         "use_rslora": cfg.use_rslora,
-        "use_dora": False,
+        "use_dora": cfg.use_dora,
         # True for GPT-2 style Conv1D targets, as PEFT writes it (PEFT warns otherwise).
         "fan_in_fan_out": fan_in_fan_out,
         "inference_mode": True,
@@ -145,8 +145,6 @@ def from_peft_dict(raw: dict[str, Any], source: Path) -> tuple[LoraConfig, dict[
     for key, default in _UNSUPPORTED_IF_SET.items():
         if raw.get(key, default) not in (default, [], {}):
             raise AdapterFileError(f"{source}: {key}={raw[key]!r} is not supported by lorakit")
-    if raw.get("use_dora"):
-        raise AdapterFileError(f"{source}: use_dora=true (DoRA) is not supported by this version")
     _check_field_types(raw, source)
     init = raw.get("init_lora_weights", True)
     init = "kaiming" if init in (True, False, None) else init
@@ -165,6 +163,7 @@ def from_peft_dict(raw: dict[str, Any], source: Path) -> tuple[LoraConfig, dict[
             modules_to_save=list(raw.get("modules_to_save") or []),
             init=init,
             use_rslora=_or(raw.get("use_rslora"), False),
+            use_dora=_or(raw.get("use_dora"), False),
         )
     except ConfigError as e:
         raise AdapterFileError(f"{source}: {e}") from e

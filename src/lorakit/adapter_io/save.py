@@ -6,7 +6,6 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from lorakit.adapter_io.integrity import (
@@ -22,8 +21,10 @@ from lorakit.adapter_io.integrity import (
 )
 from lorakit.adapter_io.keys import adapted_modules, adapter_entries, saved_module_names
 from lorakit.adapter_io.peft_config import to_peft_dict
+from lorakit.adapter_io.residual_export import as_plain_lora
+from lorakit.config import RESIDUAL_INITS
 from lorakit.errors import AdapterFileError
-from lorakit.layers.base import original_weight
+from lorakit.layers.base import base_identity
 from lorakit.model import adapter_state, check_adapter_name
 from lorakit.paths import check_path_text, check_write_target
 
@@ -31,13 +32,9 @@ CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 
 
-def base_weights(model: nn.Module, targets: list[str]) -> dict[str, torch.Tensor]:
-    """W0 of each target as it was before any merge: what the fingerprint describes."""
-    return {name: original_weight(model.get_submodule(name)) for name in targets}
-
-
 def base_fingerprint(model: nn.Module, targets: list[str]) -> dict:
-    return fingerprint(type(model).__name__, base_weights(model, targets))
+    identities = {name: base_identity(model.get_submodule(name)) for name in targets}
+    return fingerprint(type(model).__name__, identities)
 
 
 def save_adapter(
@@ -50,7 +47,9 @@ def save_adapter(
     """Write adapter ``adapter_name`` (default: the active one) to the folder ``path``.
 
     Both files are written atomically; an adapter with no tensors is refused, and so is a
-    path with a NUL byte or a file in the folder that is a symlink leading outside it.
+    path with a NUL byte or a file in the folder that is a symlink leading outside it. A
+    pissa/olora adapter is written as the equivalent plain LoRA against the original base
+    weights (see adapter_io/residual_export.py), so it loads onto the original base model.
     """
     out = check_path_text(path)
     state = adapter_state(model)
@@ -64,6 +63,8 @@ def save_adapter(
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in entries.items()}
     targets = adapted_modules(model, name)
     cfg = state.configs[name]
+    if cfg.init in RESIDUAL_INITS:
+        cfg, tensors = as_plain_lora(model, name, cfg, tensors)
     if base_model_name is None:
         base_model_name = getattr(model, "name_or_path", None) or None
     metadata = {

@@ -7,21 +7,22 @@ from torch import nn
 from lorakit.errors import TargetError
 from lorakit.layers.base import LoraLayer
 from lorakit.layers.conv import LoraConv
+from lorakit.layers.dense import is_conv1d, is_linear_like
 from lorakit.layers.embedding import LoraEmbedding
-from lorakit.layers.linear import LoraLinear, is_conv1d
+from lorakit.layers.linear import LoraLinear
 from lorakit.layers.modules_to_save import ModulesToSave
 
 LORA_TYPES = (LoraLinear, LoraEmbedding, LoraConv)
-SUPPORTED = "nn.Linear, transformers Conv1D, nn.Embedding, nn.Conv1d, nn.Conv2d"
+SUPPORTED = "nn.Linear, transformers Conv1D, lorakit QuantLinear, nn.Embedding, nn.Conv1d, nn.Conv2d"
 
 
 def is_supported(module: nn.Module) -> bool:
-    return isinstance(module, (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d)) or is_conv1d(module)
+    return isinstance(module, (nn.Embedding, nn.Conv1d, nn.Conv2d)) or is_linear_like(module)
 
 
 def wrap(module: nn.Module, name: str) -> LoraLinear | LoraEmbedding | LoraConv:
     """The LoRA wrapper for ``module``; a clear error for any type lorakit cannot adapt."""
-    if isinstance(module, nn.Linear) or is_conv1d(module):
+    if is_linear_like(module):
         return LoraLinear(module)
     if isinstance(module, nn.Embedding):
         return LoraEmbedding(module)
@@ -42,6 +43,7 @@ __all__ = [
     "LoraLinear",
     "ModulesToSave",
     "is_conv1d",
+    "is_linear_like",
     "is_supported",
     "wrap",
 ]

@@ -12,7 +12,9 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from lorakit.digest import WeightIdentity, weight_identity
 from lorakit.errors import MergeError
+from lorakit.layers.dense import source_identity
 
 
 @runtime_checkable
@@ -105,6 +107,21 @@ def original_weight(module: nn.Module) -> torch.Tensor:
         return saved
     base = getattr(module, "base_layer", module)
     return base.weight.detach()
+
+
+def base_identity(module: nn.Module) -> WeightIdentity:
+    """(shape, sha256) of the original base weight of a wrapper or plain module, for fingerprints.
+
+    It names W0 even when the base now holds something else: a merged weight, the residual of a
+    pissa/olora init, or a quantized copy.
+    """
+    origins = getattr(module, "residual_origin", None)
+    if origins:
+        return next(iter(origins.values())).identity
+    saved = getattr(module, "_unmerged_weight", None)
+    if saved is not None:
+        return weight_identity(saved)
+    return source_identity(getattr(module, "base_layer", module))
 
 
 def check_finite_delta(module_name: str, adapter: str, delta: torch.Tensor) -> None:

@@ -6,11 +6,8 @@ import torch
 from torch import nn
 
 from lorakit.layers.base import init_lora_a
-
-
-def is_conv1d(module: nn.Module) -> bool:
-    """transformers.pytorch_utils.Conv1D, recognised without importing transformers."""
-    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "weight")
+from lorakit.layers.dense import base_device, is_conv1d, linear_features
+from lorakit.layers.variants import drop_variants
 
 
 class LoraLinear(nn.Module):
@@ -20,8 +17,7 @@ class LoraLinear(nn.Module):
         super().__init__()
         self.base_layer = base_layer
         self.fan_in_fan_out = is_conv1d(base_layer)
-        rows, cols = base_layer.weight.shape
-        self.in_features, self.out_features = (rows, cols) if self.fan_in_fan_out else (cols, rows)
+        self.in_features, self.out_features = linear_features(base_layer)
         self.lora_A = nn.ModuleDict()
         self.lora_B = nn.ModuleDict()
         self.lora_dropout = nn.ModuleDict()
@@ -31,10 +27,12 @@ class LoraLinear(nn.Module):
         self.merged_adapters: list[str] = []
         self.disabled = False
         self._unmerged_weight: torch.Tensor | None = None
+        # Variant state (layers/variants.py): DoRA magnitudes, and the initial factors of pissa/olora.
+        self.lora_magnitude_vector = nn.ModuleDict()
+        self.residual_origin = nn.ModuleDict()
 
     def add_adapter(self, name: str, r: int, alpha: float, scaling: float, dropout: float, init: str) -> None:
-        weight = self.base_layer.weight
-        factory = {"device": weight.device, "dtype": torch.float32}
+        factory = {"device": base_device(self.base_layer), "dtype": torch.float32}
         self.lora_A[name] = nn.Linear(self.in_features, r, bias=False, **factory)
         self.lora_B[name] = nn.Linear(r, self.out_features, bias=False, **factory)
         self.lora_dropout[name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -43,6 +41,7 @@ class LoraLinear(nn.Module):
         self.r[name], self.scaling[name] = r, scaling
 
     def delete_adapter(self, name: str) -> None:
+        drop_variants(self, name)
         for table in (self.lora_A, self.lora_B, self.lora_dropout):
             del table[name]
         del self.r[name], self.scaling[name]
@@ -54,6 +53,8 @@ class LoraLinear(nn.Module):
     def delta_weight(self, name: str) -> torch.Tensor:
         delta = self.lora_B[name].weight.float() @ self.lora_A[name].weight.float()
         delta = delta * self.scaling[name]
+        if name in self.lora_magnitude_vector:
+            delta = self.lora_magnitude_vector[name].merged_delta(self, delta)
         return delta.T if self.fan_in_fan_out else delta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,6 +63,9 @@ class LoraLinear(nn.Module):
             return result
         for name in self.active_adapters:
             if name in self.merged_adapters:
+                continue
+            if name in self.lora_magnitude_vector:
+                result = self.lora_magnitude_vector[name](self, name, x, result)
                 continue
             a, b = self.lora_A[name], self.lora_B[name]
             h = self.lora_dropout[name](x.to(a.weight.dtype))
