@@ -79,3 +79,25 @@ def test_gradient_checkpointing_trains_lora(tmp_path: Path, tiny_dirs: dict[str,
     tensors = load_file(str(tmp_path / "run" / "adapter" / "adapter_model.safetensors"))
     b = [t for k, t in tensors.items() if "lora_B" in k]
     assert b and all(torch.count_nonzero(t) > 0 for t in b)
+
+
+def test_bf16_autocast_on_cpu(tmp_path: Path, tiny_dirs: dict[str, Path]) -> None:
+    cfg = write_run(
+        tmp_path,
+        "causal_lm",
+        tiny_dirs["llama"],
+        max_steps=3,
+        eval_every=3,
+        save_every=None,
+        precision="bf16",
+    )
+    summary = train(load_config(cfg))
+    assert summary["status"] == "completed" and summary["best_metric"] is not None
+
+
+def test_fp16_on_cpu_is_a_config_error(tmp_path: Path, tiny_dirs: dict[str, Path], capsys) -> None:
+    cfg = write_run(
+        tmp_path, "classification", tiny_dirs["bert"], max_steps=1, precision="fp16", device="cpu"
+    )
+    assert main(["train", str(cfg)]) == 2
+    assert "fp16' needs a CUDA device" in capsys.readouterr().err
