@@ -13,13 +13,13 @@ from lorakit.errors import LorakitError, TrainingDiverged
 
 COMMANDS = (train, eval_cmd, predict, generate, merge, inspect)
 EPILOG = """examples:
-  lorakit train examples/sst2.yaml train.max_steps=300 lora.r=4
-  lorakit eval examples/sst2.yaml --split validation
-  echo "a gripping, funny film" | lorakit predict examples/sst2.yaml --input -
+  lorakit train examples/sst2_minilm.yaml train.max_steps=300 lora.r=4
+  lorakit eval examples/sst2_minilm.yaml --split validation
+  echo "a gripping, funny film" | lorakit predict examples/sst2_minilm.yaml --input -
   lorakit merge --adapter runs/sst2/adapter --out runs/sst2/merged
   lorakit inspect minilm-l6 --targets query value
 
-Configs are YAML; every key is documented in README.md (section "Command line").
+Configs are YAML; `lorakit train --help` lists every key with its meaning.
 User mistakes exit with code 2 and a one-line message; a diverged run (NaN loss) exits 1."""
 
 

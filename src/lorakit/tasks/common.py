@@ -89,9 +89,13 @@ def mean_loss(model: nn.Module, features: list[Feature], collate: Any, batch_siz
 
 def normalise_labels(values: list[Any]) -> list[Any]:
     """Labels as ints when every value is an int or a digit string (TSV files give strings)."""
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return values
-    if all(isinstance(v, str) and v.strip().lstrip("-").isdigit() for v in values):
+
+    def integral(v: Any) -> bool:
+        if isinstance(v, bool):
+            return False
+        return isinstance(v, int) or (isinstance(v, str) and v.strip().lstrip("-").isdigit())
+
+    if all(integral(v) for v in values):
         return [int(v) for v in values]
     return [str(v) for v in values]
 
