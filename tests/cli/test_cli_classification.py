@@ -64,6 +64,21 @@ def test_train_eval_predict_merge(
     assert main(["merge", "--adapter", str(run / "adapter"), "--out", str(merged)]) == 0
     assert "max |logit diff|" in capsys.readouterr().err
     _compare_merged_with_adapter(cfg, run / "adapter", merged)
+    _compare_with_peft(run / "adapter", merged)
+
+
+def _compare_with_peft(adapter: Path, merged: Path) -> None:
+    """adapter/ loads in PEFT (the oracle) and gives the merged model's logits."""
+    peft = pytest.importorskip("peft")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    info = json.loads((adapter / "lorakit_task.json").read_text())
+    base = AutoModelForSequenceClassification.from_pretrained(info["model"], num_labels=len(info["labels"]))
+    model = peft.PeftModel.from_pretrained(base, str(adapter)).eval()
+    plain = AutoModelForSequenceClassification.from_pretrained(str(merged)).eval()
+    batch = AutoTokenizer.from_pretrained(str(adapter))(["the plot was good"], return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, plain(**batch).logits, atol=1e-5, rtol=1e-5)
 
 
 def _compare_merged_with_adapter(cfg: Path, adapter: Path, merged: Path) -> None:
