@@ -20,7 +20,6 @@ from typing import Any
 import torch
 
 from lorakit.adapter_io import save_adapter
-from lorakit.adapter_io.integrity import atomic_write_text
 from lorakit.data.batching import epoch_batches
 from lorakit.errors import LorakitError, TrainingDiverged
 from lorakit.summary import trainable_summary
@@ -36,7 +35,11 @@ BEST_DIR = "best_adapter"
 
 
 def train(config: RunConfig, is_main: bool = True) -> dict[str, Any]:
-    """Train an adapter as ``config`` says; returns the summary also written to summary.json."""
+    """Train an adapter as ``config`` says; returns the summary also written to summary.json.
+
+    A run that fails after setup (NaN/Inf loss: ``TrainingDiverged``; anything else) still
+    writes summary.json with status "failed" and ``error`` before the exception propagates.
+    """
     start = time.perf_counter()
     run = setup_run(config)
     reporter = Reporter(run.output_dir, is_main)
@@ -55,6 +58,12 @@ def train(config: RunConfig, is_main: bool = True) -> dict[str, Any]:
         write_final_adapter(run, is_main)
     except TrainingDiverged as e:
         status, error = "failed", str(e)
+    except Exception as e:
+        failed = build_summary(
+            run, "failed", f"{type(e).__name__}: {e}", time.perf_counter() - start, resumed
+        )
+        reporter.finish(failed)
+        raise
     summary = build_summary(run, status, error, time.perf_counter() - start, resumed)
     reporter.finish(summary)
     if is_main:
@@ -295,4 +304,4 @@ def read_summary(output_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-__all__ = ["atomic_write_text", "read_summary", "train"]
+__all__ = ["read_summary", "train"]
