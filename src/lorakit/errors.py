@@ -29,3 +29,11 @@ class UnsafePathError(LorakitError):
 
 class UntrustedModelError(LorakitError):
     """A model folder could only be loaded by unpickling weights or running its own code."""
+
+
+class DataError(LorakitError):
+    """A data file is missing, malformed, empty, or lacks a field the task needs."""
+
+
+class TrainingDiverged(LorakitError):
+    """The loss became NaN or Inf; training stopped."""

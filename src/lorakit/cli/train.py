@@ -1,0 +1,60 @@
+"""``lorakit train CONFIG.yaml [key.sub=value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+
+from lorakit.cli.common import add_config_args
+from lorakit.training.config_io import load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=config_reference(),
+        help="fine-tune a LoRA adapter from a YAML config",
+        description="Train an adapter. Writes <output_dir>/adapter/, checkpoints/, metrics.jsonl, "
+        "summary.json, config.yaml (resolved), tensorboard/ and plots/.",
+    )
+    add_config_args(p)
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the newest complete checkpoint in output_dir"
+    )
+    p.add_argument("--output-dir", metavar="DIR", help="shortcut for output_dir=DIR")
+    p.set_defaults(func=run)
+
+
+def config_reference() -> str:
+    """Every config key with its default and docstring, generated from the schema."""
+    from pydantic import BaseModel
+
+    from lorakit.training.config import RunConfig
+
+    lines = ["config keys (YAML; override any of them as key.sub=value):"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                lines.append(f"  {prefix}{name}: {field.description}")
+                walk(ann, f"{prefix}{name}.")
+                continue
+            default = "required" if field.is_required() else f"default {field.default!r}"
+            doc = " ".join((field.description or "").split())
+            lines.append(f"  {prefix}{name} ({default}): {doc}")
+
+    walk(RunConfig, "")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    if args.output_dir:
+        config.output_dir = args.output_dir
+    if args.resume:
+        config.resume = "auto"
+    from lorakit.training.loop import train
+
+    train(config)
+    return 0
