@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from lorakit.adapter_io.integrity import (
@@ -19,6 +20,8 @@ from lorakit.adapter_io.integrity import (
 )
 from lorakit.adapter_io.keys import adapted_modules, adapter_entries, saved_module_names
 from lorakit.adapter_io.peft_config import to_peft_dict
+from lorakit.distributed.gather import full_tensor
+from lorakit.distributed.strategy import original_class_name
 from lorakit.errors import AdapterFileError
 from lorakit.layers.base import original_weight
 from lorakit.model import adapter_state, check_adapter_name
@@ -27,9 +30,18 @@ CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 
 
+@dataclass(frozen=True)
+class AdapterPayload:
+    """Everything an adapter folder holds, as full CPU tensors and text, before any write."""
+
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+    config: dict
+
+
 def base_fingerprint(model: nn.Module, targets: list[str]) -> dict:
-    weights = {name: original_weight(model.get_submodule(name)) for name in targets}
-    return fingerprint(type(model).__name__, weights)
+    weights = {name: full_tensor(original_weight(model.get_submodule(name))) for name in targets}
+    return fingerprint(original_class_name(model), weights)
 
 
 def save_adapter(
@@ -41,7 +53,18 @@ def save_adapter(
 ) -> Path:
     """Write adapter ``adapter_name`` (default: the active one) to the folder ``path``.
 
-    Both files are written atomically; an adapter with no tensors is refused.
+    Both files are written atomically; an adapter with no tensors is refused. On a model
+    sharded with FSDP use ``adapter_payload`` on every rank and write it from one.
+    """
+    return write_adapter(adapter_payload(model, adapter_name, base_model_name=base_model_name), path)
+
+
+def adapter_payload(
+    model: nn.Module, adapter_name: str | None = None, *, base_model_name: str | None = None
+) -> AdapterPayload:
+    """The adapter's files in memory, with sharded (FSDP) tensors gathered to full ones.
+
+    Collective on a sharded model: every rank must call it, in the same order.
     """
     state = adapter_state(model)
     name = adapter_name or state.active
@@ -51,7 +74,7 @@ def save_adapter(
     entries = adapter_entries(model, name)
     if not entries:
         raise AdapterFileError(f"adapter {name!r} has no tensors; refusing to write an empty adapter")
-    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in entries.items()}
+    tensors = {k: full_tensor(v.detach()).to("cpu", copy=True).contiguous() for k, v in entries.items()}
     targets = adapted_modules(model, name)
     cfg = state.configs[name]
     if base_model_name is None:
@@ -62,8 +85,13 @@ def save_adapter(
         FINGERPRINT_KEY: json.dumps(base_fingerprint(model, targets)),
         "lorakit.config": json.dumps(asdict(cfg)),
     }
-    out = Path(path)
     config = to_peft_dict(cfg, targets, saved_module_names(model, name), base_model_name)
-    atomic_write_bytes(out / WEIGHTS_NAME, safetensors_payload(tensors, metadata))
-    atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return AdapterPayload(tensors, metadata, config)
+
+
+def write_adapter(payload: AdapterPayload, path: str | Path) -> Path:
+    """Write both files of an adapter folder atomically."""
+    out = Path(path)
+    atomic_write_bytes(out / WEIGHTS_NAME, safetensors_payload(payload.tensors, payload.metadata))
+    atomic_write_text(out / CONFIG_NAME, json.dumps(payload.config, indent=2, sort_keys=True) + "\n")
     return out

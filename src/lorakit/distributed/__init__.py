@@ -1,0 +1,70 @@
+"""Data-parallel (DDP) and sharded (FSDP2) training under torchrun."""
+
+from lorakit.distributed.context import (
+    DistContext,
+    backend_for,
+    barrier,
+    context_from_env,
+    device_for,
+    init_distributed,
+    is_main,
+    launched_by_torchrun,
+    rank,
+    shutdown_distributed,
+    world_size,
+)
+from lorakit.distributed.gather import (
+    all_gather_rows,
+    all_reduce_sums,
+    broadcast_flag,
+    full_tensor,
+    is_sharded,
+    shard_like,
+)
+from lorakit.distributed.launch import exec_torchrun, torchrun_command
+from lorakit.distributed.sharding import EvalShard, Shard, shard_batches, shard_eval_batches, split_sizes
+from lorakit.distributed.strategy import (
+    DataParallel,
+    FullyShard,
+    ParallelStrategy,
+    SingleProcess,
+    StrategyName,
+    repeated_blocks,
+    select_strategy,
+    unwrap,
+)
+
+__all__ = [
+    "DataParallel",
+    "DistContext",
+    "EvalShard",
+    "FullyShard",
+    "ParallelStrategy",
+    "Shard",
+    "SingleProcess",
+    "StrategyName",
+    "all_gather_rows",
+    "all_reduce_sums",
+    "backend_for",
+    "barrier",
+    "broadcast_flag",
+    "context_from_env",
+    "device_for",
+    "exec_torchrun",
+    "full_tensor",
+    "init_distributed",
+    "is_main",
+    "is_sharded",
+    "launched_by_torchrun",
+    "rank",
+    "repeated_blocks",
+    "select_strategy",
+    "shard_batches",
+    "shard_eval_batches",
+    "shard_like",
+    "shutdown_distributed",
+    "split_sizes",
+    "torchrun_command",
+    "unwrap",
+    "world_size",
+]
