@@ -15,7 +15,11 @@ from lorakit.distributed import (
     all_reduce_sums,
     broadcast_flag,
     full_tensor,
+    gather_state,
     init_distributed,
+    is_sharded,
+    rank,
+    reshard_optimizer_state,
     select_strategy,
     shard_like,
     shutdown_distributed,
@@ -34,6 +38,28 @@ def same_payload(a, b) -> bool:
         torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors
     )
     return tensors and a.metadata == b.metadata and a.config == b.config
+
+
+def optimizer_roundtrip(model: torch.nn.Module) -> bool:
+    """Gathered FSDP optimizer state, loaded into a fresh optimizer and resharded, is the same."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    ids = torch.randint(0, 99, (2, 5), generator=torch.Generator().manual_seed(rank()))
+    model(input_ids=ids, labels=torch.tensor([0, 1])).loss.backward()
+    opt.step()
+    saved = opt.state_dict()
+    flat = {f"{i}.{k}": v for i, st in saved["state"].items() for k, v in st.items()}
+    full = gather_state(flat)
+    fresh = torch.optim.AdamW(params, lr=1e-2)
+    state = {i: {k: full[f"{i}.{k}"] for k in st} for i, st in saved["state"].items()}
+    fresh.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+    reshard_optimizer_state(fresh)
+    again = gather_state(
+        {f"{i}.{k}": v for i, st in fresh.state_dict()["state"].items() for k, v in st.items()}
+    )
+    return all(is_sharded(v) for st in fresh.state.values() for k, v in st.items() if k != "step") and all(
+        torch.equal(full[k], again[k]) for k in full
+    )
 
 
 def main() -> None:
@@ -59,6 +85,8 @@ def main() -> None:
     report["fsdp_payload_same"] = same_payload(adapter_payload(model), reference)
     full = torch.arange(float(weight.numel())).reshape(weight.shape)
     report["shard_like_roundtrip"] = torch.equal(full_tensor(shard_like(full, weight)), full)
+
+    report["optimizer_roundtrip"] = optimizer_roundtrip(model)
 
     report["sums"] = all_reduce_sums({"n": 1.0, "r": float(ctx.rank)})
     rows = torch.full((ctx.rank + 1, 2), float(ctx.rank))

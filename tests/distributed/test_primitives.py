@@ -34,7 +34,7 @@ def test_wrapping_and_collectives_on_two_gloo_ranks() -> None:
     # Only LoRA + head bytes go through DDP's reducer: the frozen base is never all-reduced.
     assert report["ddp_reduced_bytes"] == report["trainable_bytes"]
     assert report["ddp_payload_same"] and report["fsdp_payload_same"]
-    assert report["fsdp_sharded"] and report["shard_like_roundtrip"]
+    assert report["fsdp_sharded"] and report["shard_like_roundtrip"] and report["optimizer_roundtrip"]
     assert report["sums"] == {"n": 2.0, "r": 1.0}
     assert report["rows"] == [0.0, 1.0, 1.0]
     assert report["flag"] is True

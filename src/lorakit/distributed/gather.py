@@ -70,3 +70,27 @@ def broadcast_flag(flag: bool, device: torch.device | None = None) -> bool:
     t = torch.tensor([int(flag)], dtype=torch.long, device=device)
     dist.broadcast(t, src=0)
     return bool(t.item())
+
+
+def gather_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Full CPU copies of every tensor (collective when any is sharded; same keys on all ranks)."""
+    return {k: full_tensor(v.detach()).to("cpu", copy=True) for k, v in state.items()}
+
+
+def reshard_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """After ``load_state_dict`` of full (gathered) tensors into an optimizer over FSDP
+    parameters, lay each per-parameter state tensor out like its parameter again."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                full = torch.is_tensor(value) and not is_sharded(value)
+                if is_sharded(param) and full and tuple(value.shape) == tuple(param.shape):
+                    state[key] = shard_like(value, param)
+
+
+@torch.no_grad()
+def copy_full_into(params: Mapping[str, torch.Tensor], full: Mapping[str, torch.Tensor]) -> None:
+    """Load full tensors (e.g. a checkpoint's adapter) into live, possibly sharded, parameters."""
+    for key, param in params.items():
+        param.copy_(shard_like(full[key], param))
