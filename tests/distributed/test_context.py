@@ -15,7 +15,7 @@ from lorakit.distributed import (
     SingleProcess,
     backend_for,
     context_from_env,
-    device_for,
+    local_device,
     repeated_blocks,
     select_strategy,
     torchrun_command,
@@ -53,8 +53,11 @@ def test_backend_follows_device() -> None:
 
 def test_device_per_local_rank() -> None:
     ctx = DistContext(rank=1, world_size=2, local_rank=1)
-    assert device_for(ctx, "cpu") == torch.device("cpu")
-    assert device_for(ctx, "cuda") == torch.device("cuda", 1)
+    assert local_device(torch.device("cpu"), ctx) == torch.device("cpu")
+    assert local_device(torch.device("cuda"), ctx) == torch.device("cuda", 1)
+    assert local_device(torch.device("cuda"), DistContext()) == torch.device("cuda")
+    with pytest.raises(LorakitError, match="mps"):
+        local_device(torch.device("mps"), ctx)
 
 
 def test_strategy_selection() -> None:

@@ -69,16 +69,13 @@ def context_from_env(environ: Mapping[str, str] | None = None) -> DistContext:
     return DistContext(rank=rank, world_size=world, local_rank=local)
 
 
-def device_for(ctx: DistContext, requested: str = "auto") -> torch.device:
-    """One device per process: cuda:LOCAL_RANK on GPUs, else the requested device."""
-    cuda = requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
-    if cuda and ctx.is_distributed:
+def local_device(device: torch.device, ctx: DistContext) -> torch.device:
+    """One GPU per process: ``cuda`` becomes ``cuda:LOCAL_RANK`` in a torchrun job."""
+    if device.type == "cuda" and ctx.is_distributed:
         return torch.device("cuda", ctx.local_rank)
-    if cuda:
-        return torch.device("cuda")
-    if requested == "mps" and ctx.is_distributed:
+    if device.type == "mps" and ctx.is_distributed:
         raise LorakitError("train.device: 'mps' cannot be used with torchrun; use cpu or cuda")
-    return torch.device("cpu" if requested == "auto" else requested)
+    return device
 
 
 def init_distributed(device: torch.device) -> DistContext:
