@@ -12,6 +12,7 @@ from lorakit import LoraConfig, inject
 from lorakit.adapter_io import adapter_payload
 from lorakit.distributed import (
     all_gather_rows,
+    all_reduce_rows,
     all_reduce_sums,
     broadcast_flag,
     full_tensor,
@@ -91,6 +92,9 @@ def main() -> None:
     report["sums"] = all_reduce_sums({"n": 1.0, "r": float(ctx.rank)})
     rows = torch.full((ctx.rank + 1, 2), float(ctx.rank))
     report["rows"] = all_gather_rows(rows)[:, 0].tolist()
+    mine = torch.zeros(3, 2)
+    mine[ctx.rank] = float(ctx.rank + 1)
+    report["reduced_rows"] = all_reduce_rows(mine)[:, 0].tolist()
     report["flag"] = broadcast_flag(ctx.rank == 0)
     if ctx.is_main:
         print("REPORT " + json.dumps(report), flush=True)

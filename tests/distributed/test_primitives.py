@@ -37,4 +37,5 @@ def test_wrapping_and_collectives_on_two_gloo_ranks() -> None:
     assert report["fsdp_sharded"] and report["shard_like_roundtrip"] and report["optimizer_roundtrip"]
     assert report["sums"] == {"n": 2.0, "r": 1.0}
     assert report["rows"] == [0.0, 1.0, 1.0]
+    assert report["reduced_rows"] == [1.0, 2.0, 0.0]
     assert report["flag"] is True

@@ -15,6 +15,7 @@ from lorakit.distributed.context import (
 )
 from lorakit.distributed.gather import (
     all_gather_rows,
+    all_reduce_rows,
     all_reduce_sums,
     broadcast_flag,
     copy_full_into,
@@ -47,6 +48,7 @@ __all__ = [
     "SingleProcess",
     "StrategyName",
     "all_gather_rows",
+    "all_reduce_rows",
     "all_reduce_sums",
     "backend_for",
     "barrier",

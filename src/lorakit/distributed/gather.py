@@ -21,7 +21,8 @@ def is_sharded(t: torch.Tensor) -> bool:
 
 def full_tensor(t: torch.Tensor) -> torch.Tensor:
     """The whole tensor (collective for a DTensor: all ranks must call it)."""
-    return t.full_tensor() if is_sharded(t) else t
+    # clone: the gathered tensor can be a view into a larger buffer, which safetensors refuses.
+    return t.full_tensor().clone() if is_sharded(t) else t
 
 
 def shard_like(full: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -94,3 +95,13 @@ def copy_full_into(params: Mapping[str, torch.Tensor], full: Mapping[str, torch.
     """Load full tensors (e.g. a checkpoint's adapter) into live, possibly sharded, parameters."""
     for key, param in params.items():
         param.copy_(shard_like(full[key], param))
+
+
+def all_reduce_rows(t: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+    """Combine per-example rows that each rank filled for its own examples (zeros elsewhere):
+    every row comes from exactly one rank, so the sum over ranks is exact (collective)."""
+    if world_size() == 1:
+        return t
+    summed = t.to(device if device is not None else t.device, copy=True)
+    dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+    return summed.to(t.device)

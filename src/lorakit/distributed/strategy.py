@@ -87,7 +87,9 @@ class FullyShard:
         mesh = init_device_mesh(device.type, (self.world_size,))
         for block in repeated_blocks(model):
             fully_shard(block, mesh=mesh)
-        fully_shard(model, mesh=mesh)
+        # The root too reshards after forward: evaluation runs forwards without a backward, and
+        # a root left unsharded would expose gathered (later freed) tensors to checkpointing.
+        fully_shard(model, mesh=mesh, reshard_after_forward=True)
         return model
 
     def accumulating(self, wrapped: nn.Module, sync: bool) -> contextlib.AbstractContextManager[None]:
