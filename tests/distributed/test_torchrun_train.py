@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
-
 from tests.tiny_assets import make_model, write_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,8 +110,8 @@ def test_two_rank_ddp_equals_single_process_with_same_global_batch(single: Path,
     summary = json.loads((ddp / "summary.json").read_text())
     assert summary["final_step"] == STEPS
     # Sharded evaluation gathers to the metrics of a whole-set evaluation.
-    evals = [[r for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if r["split"] == "eval"]
-             for d in (single, ddp)]  # fmt: skip
+    rows = [map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) for d in (single, ddp)]
+    evals = [[r for r in run_rows if r["split"] == "eval"] for run_rows in rows]
     assert len(evals[0]) == len(evals[1]) == 2
     for a, b in zip(*evals, strict=True):
         assert a["accuracy"] == b["accuracy"] and a["loss"] == pytest.approx(b["loss"], abs=1e-5)
@@ -171,8 +170,8 @@ def test_killing_one_rank_then_resuming_gives_the_uninterrupted_adapter(
     assert launcher.returncode != 0  # the job dies with its rank
     assert not (out / "adapter").exists(), "the run finished before the kill: nothing was tested"
     # The --nproc convenience re-executes itself under torchrun.
-    run([sys.executable, "-m", "lorakit", "train", str(config), *TWO_RANKS, "--output-dir", str(out), "--resume",
-         "--nproc", "2"])  # fmt: skip
+    resume = ["--output-dir", str(out), "--resume", "--nproc", "2"]
+    run([sys.executable, "-m", "lorakit", "train", str(config), *TWO_RANKS, *resume])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from"] and summary["final_step"] == STEPS
     assert_same_adapter(ddp / "adapter", out / "adapter", atol=0.0)
