@@ -33,5 +33,7 @@ class WeightIdentity:
 
 def weight_identity(t: torch.Tensor) -> WeightIdentity:
     t = t.detach()
+    if hasattr(t, "full_tensor"):  # a DTensor sharded by FSDP: name the whole weight (collective)
+        t = t.full_tensor()
     as_dtypes = {str(d): tensor_sha256(t.to(d)) for d in CAST_DTYPES} if t.is_floating_point() else {}
     return WeightIdentity(list(t.shape), str(t.dtype), tensor_sha256(t), as_dtypes)

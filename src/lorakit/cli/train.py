@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from lorakit.cli.common import add_config_args
+from lorakit.distributed import exec_torchrun, launched_by_torchrun
+from lorakit.errors import ConfigError
 from lorakit.training.config_io import load_config
 
 
@@ -22,6 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue from the newest complete checkpoint in output_dir"
     )
     p.add_argument("--output-dir", metavar="DIR", help="shortcut for output_dir=DIR")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="data-parallel processes on this machine: re-runs this command under "
+        "`torchrun --standalone --nproc_per_node N` (several machines: call torchrun yourself)",
+    )
     p.set_defaults(func=run)
 
 
@@ -48,12 +57,26 @@ def config_reference() -> str:
     return "\n".join(lines)
 
 
+def torchrun_args(args: argparse.Namespace) -> list[str]:
+    """This command line without --nproc, for the processes torchrun starts."""
+    out = ["train", args.config, *args.overrides]
+    if args.resume:
+        out.append("--resume")
+    if args.output_dir:
+        out += ["--output-dir", args.output_dir]
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     if args.output_dir:
         config.output_dir = args.output_dir
     if args.resume:
         config.resume = "auto"
+    if args.nproc is not None and args.nproc < 1:
+        raise ConfigError(f"--nproc must be a number of processes >= 1, got {args.nproc}")
+    if args.nproc and args.nproc > 1 and not launched_by_torchrun():
+        exec_torchrun(args.nproc, torchrun_args(args))  # the config is valid: start the workers
     from lorakit.training.loop import train
 
     train(config)

@@ -9,6 +9,7 @@ from torch import nn
 
 from lorakit.data.batching import Feature
 from lorakit.data.readers import Record, require_field
+from lorakit.distributed import all_reduce_rows
 from lorakit.errors import DataError
 from lorakit.models import ModelRef, load_pretrained
 from lorakit.tasks.common import (
@@ -16,6 +17,7 @@ from lorakit.tasks.common import (
     batched,
     collate_for,
     label_index,
+    model_device,
     normalise_labels,
     set_pad_token,
 )
@@ -88,9 +90,9 @@ class ClassificationTask:
     def _logits(self, model: nn.Module, features: list[Feature]) -> torch.Tensor:
         bs = self.config.train.eval_batch_size or 2 * self.config.train.batch_size
         out = torch.zeros(len(features), len(self.labels))
-        for idx, _, res in batched(model, features, self.collate, bs):
+        for idx, _, res in batched(model, features, self.collate, bs, sharded=True):
             out[idx] = res.logits.float().cpu()
-        return out
+        return all_reduce_rows(out, model_device(model))
 
     def evaluate(self, model: nn.Module, records: list[Record], features: list[Feature]) -> dict[str, float]:
         logits = self._logits(model, features)

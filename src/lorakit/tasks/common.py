@@ -14,6 +14,7 @@ from torch import nn
 from lorakit.adapter_io.integrity import atomic_write_text
 from lorakit.data.batching import Feature, eval_batches, pad_features
 from lorakit.data.readers import Record
+from lorakit.distributed import EvalShard, all_reduce_sums, rank, shard_eval_batches, world_size
 from lorakit.errors import AdapterFileError, DataError
 
 TASK_FILE = "lorakit_task.json"
@@ -56,17 +57,28 @@ def feature_length(f: Feature) -> int:
 
 
 def batched(
-    model: nn.Module, features: list[Feature], collate: Any, batch_size: int
+    model: nn.Module, features: list[Feature], collate: Any, batch_size: int, sharded: bool = False
 ) -> Iterator[tuple[list[int], dict[str, torch.Tensor], Any]]:
-    """(indices, batch, outputs) for every evaluation batch, under no_grad and eval mode."""
+    """(indices, batch, outputs) for every evaluation batch, under no_grad and eval mode.
+
+    ``sharded=True`` in a torchrun job: this rank gets only its share of the batches, and the
+    caller must combine the ranks' results (``all_reduce_sums``, ``all_reduce_rows``).
+    """
     device = model_device(model)
     was_training = model.training
     model.eval()
+    batches = eval_batches([feature_length(f) for f in features], batch_size)
+    plan = [EvalShard(b, True) for b in batches]
+    if sharded:
+        plan = shard_eval_batches(batches, rank(), world_size())
     try:
         with torch.no_grad():
-            for idx in eval_batches([feature_length(f) for f in features], batch_size):
+            for shard in plan:
+                idx = shard.indices
                 batch = {k: v.to(device) for k, v in collate([features[i] for i in idx]).items()}
-                yield idx, batch, model(**batch)
+                out = model(**batch)  # padding batches too: FSDP gathers weights in every forward
+                if shard.keep:
+                    yield idx, batch, out
     finally:
         model.train(was_training)
 
@@ -79,12 +91,13 @@ def collate_for(model_inputs: set[str], pad_id: int, features: list[Feature]) ->
 def mean_loss(model: nn.Module, features: list[Feature], collate: Any, batch_size: int) -> float:
     """Loss averaged over target tokens (or examples), independent of batch composition."""
     total = weight = 0.0
-    for _, batch, out in batched(model, features, collate, batch_size):
+    for _, batch, out in batched(model, features, collate, batch_size, sharded=True):
         labels = batch.get("labels")
         n = float((labels != -100).sum()) if labels is not None and labels.dim() > 1 else len(labels)
         total += float(out.loss) * n
         weight += n
-    return total / max(weight, 1.0)
+    sums = all_reduce_sums({"total": total, "weight": weight}, model_device(model))
+    return sums["total"] / max(sums["weight"], 1.0)
 
 
 def normalise_labels(values: list[Any]) -> list[Any]:

@@ -19,7 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lorakit.adapter_io import save_adapter
+from lorakit.adapter_io import adapter_payload, write_adapter
+from lorakit.distributed import copy_full_into, full_tensor, reshard_optimizer_state
 from lorakit.errors import LorakitError
 
 STEP_DIR = re.compile(r"step-(\d+)")
@@ -41,7 +42,8 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def trainable_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    params = model.named_parameters()
+    return {n: full_tensor(p.detach()).cpu().contiguous() for n, p in params if p.requires_grad}
 
 
 def optimizer_payload(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -51,7 +53,7 @@ def optimizer_payload(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
     for idx, entry in sd["state"].items():
         for key, value in entry.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous()
+                tensors[f"{idx}.{key}"] = full_tensor(value.detach()).cpu().contiguous()
             else:
                 scalars.setdefault(str(idx), {})[key] = value
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
@@ -80,20 +82,29 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     keep: int,
     extra_files: dict[str, str] | None = None,
-) -> Path:
-    """Write ``root/step-<step>`` atomically and keep only the newest ``keep`` checkpoints."""
+    is_main: bool = True,
+) -> Path | None:
+    """Write ``root/step-<step>`` atomically and keep only the newest ``keep`` checkpoints.
+
+    Every rank of a torchrun job calls it (sharded FSDP tensors are gathered from all ranks);
+    only ``is_main`` writes.
+    """
+    trainable = trainable_tensors(model)
+    opt_tensors, opt_meta = optimizer_payload(optimizer)
+    adapter = adapter_payload(model)
+    if not is_main:
+        return None
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-step-{step}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file(trainable_tensors(model), str(tmp / "trainable.safetensors"))
-    opt_tensors, opt_meta = optimizer_payload(optimizer)
+    save_file(trainable, str(tmp / "trainable.safetensors"))
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     _write_json(tmp / "optimizer.json", opt_meta)
     rng_tensors, rng_meta = rng_payload()
     save_file(rng_tensors, str(tmp / "rng.safetensors"))
     _write_json(tmp / "rng.json", rng_meta)
-    save_adapter(model, tmp / "adapter")
+    write_adapter(adapter, tmp / "adapter")
     for name, text in (extra_files or {}).items():
         (tmp / "adapter" / name).write_text(text, encoding="utf-8")
     _write_json(tmp / TRAINER_STATE, trainer_state)
@@ -146,9 +157,7 @@ def restore_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Op
     if set(weights) != expected:
         diff = sorted(set(weights) ^ expected)[:3]
         raise LorakitError(f"{folder}: checkpoint does not match this model/config (e.g. {diff})")
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value)
+    copy_full_into({n: params[n] for n in weights}, weights)
     state: dict[int, dict[str, Any]] = {}
     for key, value in opt_tensors.items():
         idx, _, field = key.partition(".")
@@ -156,6 +165,7 @@ def restore_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Op
     for idx, fields in opt_meta["scalars"].items():
         state.setdefault(int(idx), {}).update(fields)
     optimizer.load_state_dict({"state": state, "param_groups": opt_meta["param_groups"]})
+    reshard_optimizer_state(optimizer)  # FSDP: full tensors from the file back into shards
     _restore_rng(rng_tensors, rng_meta)
     return read_trainer_state(folder)
 

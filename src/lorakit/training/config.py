@@ -158,6 +158,9 @@ class TrainSection(Section):
     """Evaluate once before the first step."""
     seed: int = 0
     """Seed of the head initialisation, LoRA initialisation, dropout and data order."""
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    """Multi-process runs (torchrun): ddp keeps a full model per device and all-reduces only the
+    adapter's gradients; fsdp shards the frozen base too, for models bigger than one device."""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     """Where to train; auto picks cuda when available."""
     num_threads: int | None = Field(default=None, ge=1)

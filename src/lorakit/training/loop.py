@@ -19,8 +19,9 @@ from typing import Any
 
 import torch
 
-from lorakit.adapter_io import save_adapter
+from lorakit.adapter_io import adapter_payload, write_adapter
 from lorakit.data.batching import epoch_batches
+from lorakit.distributed import all_reduce_sums, broadcast_flag, shard_batches, shutdown_distributed
 from lorakit.errors import LorakitError, TrainingDiverged
 from lorakit.summary import trainable_summary
 from lorakit.tasks.common import write_task_file
@@ -34,14 +35,24 @@ from lorakit.training.setup import Run, TrainState, setup_run
 BEST_DIR = "best_adapter"
 
 
-def train(config: RunConfig, is_main: bool = True) -> dict[str, Any]:
+def train(config: RunConfig) -> dict[str, Any]:
     """Train an adapter as ``config`` says; returns the summary also written to summary.json.
 
     A run that fails after setup (NaN/Inf loss: ``TrainingDiverged``; anything else) still
     writes summary.json with status "failed" and ``error`` before the exception propagates.
+
+    Under torchrun every rank calls this; rank 0 alone writes files and prints.
     """
+    try:
+        return _train(config)
+    finally:
+        shutdown_distributed()
+
+
+def _train(config: RunConfig) -> dict[str, Any]:
     start = time.perf_counter()
     run = setup_run(config)
+    is_main = run.dist.is_main
     reporter = Reporter(run.output_dir, is_main)
     if is_main:
         run.output_dir.mkdir(parents=True, exist_ok=True)
@@ -55,7 +66,7 @@ def train(config: RunConfig, is_main: bool = True) -> dict[str, Any]:
     status, error = "completed", None
     try:
         status = training_loop(run, reporter)
-        write_final_adapter(run, is_main)
+        write_final_adapter(run)
     except TrainingDiverged as e:
         status, error = "failed", str(e)
     except Exception as e:
@@ -98,17 +109,19 @@ def clear_stale_outputs(output_dir: Path, reporter: Reporter) -> None:
 
 
 def draw_steps(run: Run) -> Iterator[list[list[int]]]:
-    """Micro-batches of each optimizer step, continuing from the saved data position."""
+    """Global micro-batches (batch_size x world) of each optimizer step, continuing from the
+    saved data position; ``train_step`` runs this rank's piece of each."""
     t = run.config.train
     state = run.state
+    size = t.batch_size * run.dist.world_size
     epoch, pos = state.epoch, state.batch_in_epoch
     while True:
-        batches = epoch_batches(run.lengths, t.batch_size, t.seed, epoch, t.group_by_length)
+        batches = epoch_batches(run.lengths, size, t.seed, epoch, t.group_by_length)
         step: list[list[int]] = []
         while len(step) < t.grad_accum:
             if pos >= len(batches):
                 epoch, pos = epoch + 1, 0
-                batches = epoch_batches(run.lengths, t.batch_size, t.seed, epoch, t.group_by_length)
+                batches = epoch_batches(run.lengths, size, t.seed, epoch, t.group_by_length)
             step.append(batches[pos])
             pos += 1
         state.epoch, state.batch_in_epoch = epoch, pos
@@ -144,7 +157,7 @@ def training_loop(run: Run, reporter: Reporter) -> str:
         stop = False
         if has_validation(run) and ((t.eval_every and step % t.eval_every == 0) or step == run.total_steps):
             stop = evaluate(run, reporter)
-        if t.save_every and step % t.save_every == 0 and reporter.is_main:
+        if t.save_every and step % t.save_every == 0:  # collective: every rank gathers, rank 0 writes
             checkpoint(run)
         if stop:
             reporter.say(
@@ -155,25 +168,36 @@ def training_loop(run: Run, reporter: Reporter) -> str:
 
 
 def train_step(run: Run, micro_batches: list[list[int]], reporter: Reporter) -> float:
-    """One optimizer step over ``micro_batches`` (gradient accumulation); returns the mean loss."""
+    """One optimizer step over ``micro_batches`` (gradient accumulation); returns the mean loss.
+
+    Each rank runs its piece of every global micro-batch; gradients are averaged over ranks once,
+    at the last micro-batch (DDP no_sync / FSDP gradient sync off before it).
+    """
     features = run.features["train"]
-    total = 0.0
-    for k, idx in enumerate(micro_batches):
+    shards = shard_batches(micro_batches, run.dist.rank, run.dist.world_size)
+    total = samples = tokens = 0.0
+    for k, shard in enumerate(shards):
+        idx = shard.indices
         batch = {key: v.to(run.device) for key, v in run.task.collate([features[i] for i in idx]).items()}
-        with run.autocast():
-            loss = run.model(**batch).loss
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"the training loss is {float(loss.detach())} at step {run.state.step + 1} "
-                f"(micro-batch {k + 1}); "
-                f"training stopped. Last good checkpoint: {last_checkpoint(run)}. "
-                "Try a lower train.lr, train.max_grad_norm, or precision fp32."
-            )
-        scaled = loss / len(micro_batches)
-        (run.scaler.scale(scaled) if run.scaler else scaled).backward()
-        total += float(loss.detach()) / len(micro_batches)
-        mask = batch.get("attention_mask")
-        reporter.count(len(idx), int(mask.sum()) if mask is not None else batch["input_ids"].numel())
+        with run.strategy.accumulating(run.parallel_model, sync=k == len(shards) - 1):
+            with run.autocast():
+                loss = run.parallel_model(**batch).loss
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the training loss is {float(loss.detach())} at step {run.state.step + 1} "
+                    f"(micro-batch {k + 1}); "
+                    f"training stopped. Last good checkpoint: {last_checkpoint(run)}. "
+                    "Try a lower train.lr, train.max_grad_norm, or precision fp32."
+                )
+            scaled = loss * shard.loss_scale / len(shards)
+            (run.scaler.scale(scaled) if run.scaler else scaled).backward()
+        total += float(loss.detach()) * shard.loss_scale / len(shards)
+        if shard.loss_scale:
+            mask = batch.get("attention_mask")
+            samples += len(idx)
+            tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+    sums = all_reduce_sums({"loss": total, "samples": samples, "tokens": tokens}, run.device)
+    reporter.count(int(sums["samples"]), int(sums["tokens"]))
     params = [p for g in run.optimizer.param_groups for p in g["params"]]
     if run.scaler:
         run.scaler.unscale_(run.optimizer)
@@ -185,7 +209,7 @@ def train_step(run: Run, micro_batches: list[list[int]], reporter: Reporter) -> 
     else:
         run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
-    return total
+    return sums["loss"] / run.dist.world_size
 
 
 def has_validation(run: Run) -> bool:
@@ -205,8 +229,8 @@ def evaluate(run: Run, reporter: Reporter) -> bool:
     )
     if improved:
         state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
-        if reporter.is_main and run.config.train.keep_best:
-            save_adapter(run.model, run.output_dir / BEST_DIR, base_model_name=run.ref.name)
+        if run.config.train.keep_best:
+            save_adapter_from_main(run, run.output_dir / BEST_DIR)
     else:
         state.evals_without_improvement += 1
     reporter.log(state.step, "eval", metrics)
@@ -229,6 +253,13 @@ def task_info(run: Run) -> dict[str, Any]:
     }
 
 
+def save_adapter_from_main(run: Run, folder: Path) -> None:
+    """Every rank gathers (FSDP shards are collected from all ranks); rank 0 writes."""
+    payload = adapter_payload(run.model, base_model_name=run.ref.name)
+    if run.dist.is_main:
+        write_adapter(payload, folder)
+
+
 def checkpoint(run: Run) -> None:
     state = {
         "train_state": run.state.to_dict(),
@@ -242,21 +273,27 @@ def checkpoint(run: Run) -> None:
         run.optimizer,
         state,
         run.config.train.keep_checkpoints,
+        is_main=run.dist.is_main,
     )
 
 
-def write_final_adapter(run: Run, is_main: bool) -> None:
+def write_final_adapter(run: Run) -> None:
     """adapter/: the best evaluated adapter (or the final one) with tokenizer and task info."""
-    if not is_main:
-        return
+    is_main = run.dist.is_main
     out = run.output_dir / "adapter"
     tmp = run.output_dir / ".adapter.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
     best = run.output_dir / BEST_DIR
-    if run.config.train.keep_best and run.state.best_step is not None and best.is_dir():
+    # Rank 0's file system decides, so that every rank takes the same (collective) branch.
+    has_best = run.config.train.keep_best and run.state.best_step is not None and best.is_dir()
+    use_best = broadcast_flag(is_main and has_best, run.device)
+    if is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if use_best and is_main:
         shutil.copytree(best, tmp)
-    else:
-        save_adapter(run.model, tmp, base_model_name=run.ref.name)
+    elif not use_best:
+        save_adapter_from_main(run, tmp)
+    if not is_main:
+        return
     run.tokenizer.save_pretrained(str(tmp))
     write_task_file(tmp, task_info(run))
     if out.exists():

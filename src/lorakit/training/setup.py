@@ -18,6 +18,7 @@ from lorakit.config import LoraConfig
 from lorakit.data.batching import Feature
 from lorakit.data.readers import Record
 from lorakit.data.splits import load_splits
+from lorakit.distributed import DistContext, ParallelStrategy, init_distributed, local_device, select_strategy
 from lorakit.errors import ConfigError, DataError
 from lorakit.model import inject
 from lorakit.models import ModelRef, load_tokenizer, resolve_model
@@ -64,6 +65,10 @@ class Run:
     output_dir: Path
     state: TrainState = field(default_factory=TrainState)
     scaler: Any = None
+    dist: DistContext = field(default_factory=DistContext)
+    strategy: ParallelStrategy | None = None
+    parallel_model: nn.Module | None = None
+    """What training forwards call: ``model`` itself, or its DDP wrapper (FSDP shards in place)."""
 
     def autocast(self) -> contextlib.AbstractContextManager:
         precision = self.config.train.precision
@@ -138,6 +143,8 @@ def setup_run(config: RunConfig) -> Run:
         torch.set_num_threads(config.train.num_threads)
     metric, greater = metric_choice(config)
     device = pick_device(config)
+    ctx = init_distributed(device)
+    device = local_device(device, ctx)
     ref = resolve_model(config.model)
     splits = load_splits(config.data, ("train", "validation"))
     train_records = splits.records["train"]
@@ -149,8 +156,12 @@ def setup_run(config: RunConfig) -> Run:
         raise DataError(f"{splits.sources['train']}: no training examples left after preprocessing")
     model, lora = prepare_model(config, task, device)
     t = config.train
+    strategy = select_strategy(t.strategy, ctx)
+    parallel_model = strategy.wrap(model, device)  # before the optimizer: FSDP replaces parameters
     lengths = [feature_length(f) for f in features["train"]]
-    batches_per_epoch = math.ceil(len(lengths) / t.batch_size)
+    # Steps count global batches (batch_size x world), so epochs, max_steps and the LR schedule
+    # mean what they mean for a single-process run with batch_size x world.
+    batches_per_epoch = math.ceil(len(lengths) / (t.batch_size * ctx.world_size))
     total = t.max_steps or max(1, math.ceil(t.epochs * batches_per_epoch / t.grad_accum))
     scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" else None
     return Run(
@@ -172,6 +183,9 @@ def setup_run(config: RunConfig) -> Run:
         greater_is_better=greater,
         output_dir=Path(config.output_dir),
         scaler=scaler,
+        dist=ctx,
+        strategy=strategy,
+        parallel_model=parallel_model,
     )
 
 
