@@ -39,7 +39,8 @@ def main(argv: list[str]) -> int:
             f.write(json.dumps({"step": step, "split": "train", "loss": loss, "lr": lr}) + "\n")
             f.flush()
             if math.isnan(loss):
-                return _summary(out, "failed", best, best_step, step, r, started, f"loss is NaN at step {step}")
+                error = f"loss is NaN at step {step}"
+                return _summary(out, "failed", best, best_step, step, r, started, error)
             if step % eval_every == 0 or step == steps:
                 acc = 0.5 + 0.4 * quality * (1 - math.exp(-step / 10))
                 f.write(json.dumps({"step": step, "split": "eval", "accuracy": acc, "loss": 1 - acc}) + "\n")
