@@ -77,8 +77,8 @@ def test_rerun_skips_finished_trials_and_restarts_interrupted_ones(tmp_path: Pat
     assert (t.status, t.attempt, t.dir, t.previous_dirs) == (
         "completed",
         2,
-        "trials/trial-001-attempt2",
-        ["trials/trial-001"],
+        "trials/trial-002-attempt2",
+        ["trials/trial-002"],
     )
     assert (tmp_path / "sweep" / t.dir / "summary.json").is_file()
     lines.clear()

@@ -174,7 +174,7 @@ class SweepRunner:
         proc = launch(
             self.opts.train_command, self.opts.config, overrides, out.resolve(), self.opts.cpu_threads
         )
-        self.echo(f"[trial {rec.number + 1}/{self.total}] start  {_params_text(params)}" + _attempt_text(rec))
+        self.echo(f"[trial {rec.number}/{self.total}] start  {_params_text(params)}" + _attempt_text(rec))
         return _Live(record=rec, trial=trial, proc=proc, tail=MetricsTail(out / "metrics.jsonl"))
 
     def _poll(self, live: _Live) -> bool:
@@ -224,7 +224,7 @@ class SweepRunner:
             rec.reason = _failure_reason(summary, live.proc.returncode, out)
         self.search.tell(live.trial, rec.status, rec.best_metric)
         self.state.save(self.state_path)
-        self.echo(f"[trial {rec.number + 1}/{self.total}] {_outcome_text(rec, self.opts.metric)}")
+        self.echo(f"[trial {rec.number}/{self.total}] {_outcome_text(rec, self.opts.metric)}")
 
 
 def run_sweep(options: SweepOptions, echo: Callable[[str], None] = print) -> SweepState:

@@ -30,7 +30,7 @@ class TrialRecord:
     """One trial of the sweep, as recorded in the state file."""
 
     number: int
-    """Trial index, stable across resumes."""
+    """Trial number (from 1), stable across resumes."""
     params: dict[str, Any]
     """The swept values, keyed by dotted config key."""
     status: TrialStatus = "running"
@@ -82,7 +82,7 @@ class SweepState:
         return None
 
     def next_number(self) -> int:
-        return max((t.number for t in self.trials), default=-1) + 1
+        return max((t.number for t in self.trials), default=0) + 1
 
     def save(self, path: Path) -> None:
         data = {
