@@ -70,6 +70,7 @@ def rows(report: SweepReport) -> list[dict[str, Any]]:
                 f"best_{report.metric}": t.best_metric,
                 "best_step": t.best_step,
                 "wall_time_s": t.wall_time_s,
+                "process_time_s": t.process_time_s,
                 "reason": t.reason or "",
                 "dir": t.dir,
             }
@@ -138,6 +139,7 @@ def _trial_json(t: TrialRecord, metric: str) -> dict[str, Any]:
         "best_step": t.best_step,
         "final_step": t.final_step,
         "wall_time_s": t.wall_time_s,
+        "process_time_s": t.process_time_s,
         "train_status": t.train_status,
         "reason": t.reason,
         "attempt": t.attempt,

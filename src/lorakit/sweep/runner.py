@@ -14,8 +14,8 @@ import optuna
 from lorakit.errors import LorakitError
 from lorakit.sweep.metrics import Direction, MetricsTail, best_point, eval_points, read_summary
 from lorakit.sweep.process import TrialProcess, default_train_command, launch, log_tail
-from lorakit.sweep.search import PrunerSettings, Search, SearchKind
-from lorakit.sweep.space import SearchSpace, Value, format_value
+from lorakit.sweep.search import PrunerSettings, Search
+from lorakit.sweep.space import SearchKind, SearchSpace, Value, format_value
 from lorakit.sweep.state import STATE_FILE, SweepState, TrialRecord, open_state
 
 TRIALS_DIR = "trials"
@@ -207,7 +207,8 @@ class SweepRunner:
         rec.trainable_params = summary.get("trainable_params")
         rec.trainable_percent = summary.get("trainable_percent")
         rec.final_step = summary.get("final_step")
-        rec.wall_time_s = round(float(summary.get("wall_time_s") or live.proc.elapsed()), 2)
+        rec.process_time_s = round(live.proc.elapsed(), 2)
+        rec.wall_time_s = round(float(summary.get("wall_time_s") or rec.process_time_s), 2)
         best = best_point(points, self.opts.direction)
         if live.pruned:
             rec.status = "pruned"

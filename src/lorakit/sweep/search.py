@@ -11,18 +11,16 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from lorakit.sweep.metrics import Direction
-from lorakit.sweep.space import Choice, SearchSpace, Value
+from lorakit.sweep.space import Choice, SearchKind, SearchSpace, Value
 from lorakit.sweep.state import TrialRecord
 
-SearchKind = Literal["grid", "random", "tpe"]
-SEARCH_KINDS: tuple[SearchKind, ...] = ("grid", "random", "tpe")
 _STATES = {"completed": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
 
 

@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from lorakit.errors import LorakitError
 
@@ -25,6 +26,8 @@ Value = Scalar | list[Scalar]
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.IGNORECASE)
+SearchKind = Literal["grid", "random", "tpe"]
+SEARCH_KINDS: tuple[SearchKind, ...] = ("grid", "random", "tpe")
 # Keys the sweep itself owns: each trial gets its own directory.
 RESERVED_KEYS = ("output_dir",)
 

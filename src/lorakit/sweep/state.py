@@ -52,7 +52,9 @@ class TrialRecord:
     trainable_percent: float | None = None
     """Trainable share of all parameters, in percent."""
     wall_time_s: float | None = None
-    """Wall time of the trial process (or the trainer's own figure when it reports one)."""
+    """Training wall time reported by the trainer (process time when it reported none)."""
+    process_time_s: float | None = None
+    """Wall time of the whole trial process, start-up included."""
     reason: str | None = None
     """Why the trial failed or was pruned."""
     intermediate: dict[str, float] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""``lorakit sweep``: argument parsing, early validation, running, reporting."""
+"""What ``lorakit sweep`` does with its parsed arguments: validate early, run, report."""
 
 from __future__ import annotations
 
@@ -13,60 +13,11 @@ from lorakit.sweep.metrics import Direction
 from lorakit.sweep.plots import write_plots
 from lorakit.sweep.report import build_report, format_table, write_report
 from lorakit.sweep.runner import SweepOptions, run_sweep
-from lorakit.sweep.search import SEARCH_KINDS, PrunerSettings
+from lorakit.sweep.search import PrunerSettings
 from lorakit.sweep.space import Choice, GridSpecError, SearchSpace, format_value, parse_space
 from lorakit.training.config import RunConfig
 from lorakit.training.config_io import load_config
 from lorakit.training.setup import metric_choice
-
-DESCRIPTION = """\
-Run `lorakit train` once per hyperparameter combination and report which one is best.
-
-Each trial runs in its own subdirectory of --out, with the config's data and seed. Rerunning the
-same command resumes: finished trials are skipped, interrupted ones restart. Trials that fall
-behind the median of earlier trials at the same evaluation step are pruned (--no-prune to keep
-all). Results: a table, sweep.csv, sweep.json, best_config.yaml and plots/ in --out.
-"""
-
-EPILOG = """\
---grid syntax (repeat per key):
-  lora.r=4,8,16                        choices (int, float, true/false, null, strings)
-  lora.targets=[query,value],[query,key,value]   list-valued choices
-  train.lr=1e-5..1e-3:log              a range (random / tpe search only)
-
-examples:
-  lorakit sweep cfg.yaml --grid lora.r=4,8,16 --grid train.lr=1e-4,5e-4 --budget-steps 150
-  lorakit sweep cfg.yaml --search tpe --trials 20 --grid lora.r=2,4,8,16 --grid train.lr=1e-5..1e-2:log
-"""
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", type=Path, help="base run config (YAML), as for `lorakit train`")
-    p.add_argument(
-        "overrides", nargs="*", metavar="key.sub=value", help="fixed overrides applied to every trial"
-    )
-    p.add_argument(
-        "--grid", action="append", default=[], metavar="KEY=VALUES", help="a swept key (repeatable)"
-    )
-    p.add_argument("--search", choices=SEARCH_KINDS, default="grid", help="grid (default), random or tpe")
-    p.add_argument("--trials", type=int, help="trials for random/tpe (default 10); caps a grid")
-    p.add_argument("--budget-steps", type=int, help="optimizer steps per trial (sets train.max_steps)")
-    p.add_argument("--parallel", type=int, default=1, help="trials run at once (default 1)")
-    p.add_argument("--out", type=Path, help="sweep directory (default: <output_dir>-sweep)")
-    p.add_argument("--no-prune", action="store_true", help="never stop a trial early")
-    p.add_argument("--prune-startup", type=int, default=4, help="finished trials before pruning starts (4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random/tpe sampler (0)")
-
-
-def build_parser(prog: str = "lorakit sweep") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(p)
-    return p
 
 
 def options_from_args(args: argparse.Namespace) -> SweepOptions:
@@ -74,9 +25,9 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
     space = parse_space(args.grid)
     if args.search == "grid":
         space.grid()  # ranges are refused here, with the offending --grid named
-    overrides = tuple(args.overrides)
-    base = load_config(args.config, list(overrides))
-    check_space(args.config, overrides, space)
+    config, overrides = Path(args.config), tuple(args.overrides)
+    base = load_config(config, list(overrides))
+    check_space(config, overrides, space)
     metric, greater = metric_choice(base)
     direction: Direction = "maximize" if greater else "minimize"
     if args.parallel < 1:
@@ -84,7 +35,7 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
     if args.prune_startup < 0:
         raise ConfigError(f"--prune-startup must be >= 0, got {args.prune_startup}")
     return SweepOptions(
-        config=args.config,
+        config=config,
         space=space,
         out_dir=args.out if args.out is not None else Path(f"{base.output_dir.rstrip('/')}-sweep"),
         metric=metric,
@@ -116,7 +67,7 @@ def check_space(config: Path, overrides: tuple[str, ...], space: SearchSpace) ->
                 ) from None
 
 
-def run(args: argparse.Namespace) -> int:
+def run_from_args(args: argparse.Namespace) -> int:
     """Run the sweep described by parsed arguments; returns the exit code."""
     opts = options_from_args(args)
     print(f"sweep: {opts.search} over {', '.join(opts.space.describe())} -> {opts.out_dir}", flush=True)
