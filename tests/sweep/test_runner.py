@@ -60,6 +60,12 @@ def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     assert crashed.status == "failed"
     assert "exited with code 1" in crashed.reason and "simulated crash" in crashed.reason
     assert ok.status == "completed" and ok.best_metric is not None
+    lines: list[str] = []
+    run_sweep(options(tmp_path, ["train.lr=2.0,0.5,1e-3"]), echo=lines.append)
+    assert started(lines) == []
+    again = run_sweep(options(tmp_path, ["train.lr=2.0,0.5,1e-3"], retry_failed=True), echo=lines.append)
+    assert len(started(lines)) == 2
+    assert [(t.status, t.attempt) for t in again.trials] == [("failed", 2), ("failed", 2), ("completed", 1)]
 
 
 def test_rerun_skips_finished_trials_and_restarts_interrupted_ones(tmp_path: Path) -> None:
@@ -72,7 +78,7 @@ def test_rerun_skips_finished_trials_and_restarts_interrupted_ones(tmp_path: Pat
     path.write_text(json.dumps(data))
     lines: list[str] = []
     state = run_sweep(opts, echo=lines.append)
-    assert started(lines) == ["[trial 2/3] start  lora.r=4 (restart 2 after an interruption)"]
+    assert started(lines) == ["[trial 2/3] start  lora.r=4 (attempt 2)"]
     t = state.trials[1]
     assert (t.status, t.attempt, t.dir, t.previous_dirs) == (
         "completed",
@@ -100,7 +106,7 @@ def test_ctrl_c_stops_trials_and_the_rerun_completes_only_the_rest(tmp_path: Pat
     lines: list[str] = []
     state = run_sweep(opts, echo=lines.append)
     assert [ln.split("  ")[1] for ln in started(lines)] == [
-        "lora.r=4 (restart 2 after an interruption)",
+        "lora.r=4 (attempt 2)",
         "lora.r=8",
     ]
     assert [t.status for t in state.trials] == ["completed"] * 3

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -69,7 +71,7 @@ def test_grid_sweep_report_failure_and_resume(tiny_config: Path, tmp_path: Path)
     res = sweep(*args)
     assert res.returncode == 0, res.stderr + res.stdout
     starts = [ln for ln in res.stdout.splitlines() if "] start" in ln]
-    assert starts == ["[trial 3/4] start  lora.r=4 train.lr=0.01 (restart 2 after an interruption)"]
+    assert starts == ["[trial 3/4] start  lora.r=4 train.lr=0.01 (attempt 2)"]
     assert "resuming: 3 finished trial(s) skipped" in res.stdout
     again = json.loads((out / "sweep.json").read_text())["trials"][2]
     assert again["status"] == "completed" and again["dir"].endswith("-attempt2")
@@ -94,3 +96,13 @@ def test_bad_grid_exits_2_with_a_clear_message(
     assert code == 2
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()
+
+
+def test_sigterm_stops_the_sweep_like_ctrl_c() -> None:
+    from lorakit.sweep.command import _sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) is before

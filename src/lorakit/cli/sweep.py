@@ -52,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--parallel", type=int, default=1, metavar="K", help="trials run at once (default 1)")
     p.add_argument("--out", type=Path, metavar="DIR", help="sweep directory (default: <output_dir>-sweep)")
+    p.add_argument("--retry-failed", action="store_true", help="rerun trials that failed in an earlier run")
     p.add_argument("--no-prune", action="store_true", help="never stop a trial early")
     p.add_argument(
         "--prune-startup",

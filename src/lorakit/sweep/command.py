@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from lorakit.errors import ConfigError
@@ -47,6 +51,7 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         parallel=args.parallel,
         pruner=PrunerSettings(enabled=not args.no_prune, startup_trials=args.prune_startup),
         seed=args.seed,
+        retry_failed=args.retry_failed,
         cpu_threads=max(1, (os.cpu_count() or 1) // args.parallel) if args.parallel > 1 else None,
     )
 
@@ -71,11 +76,14 @@ def run_from_args(args: argparse.Namespace) -> int:
     """Run the sweep described by parsed arguments; returns the exit code."""
     opts = options_from_args(args)
     print(f"sweep: {opts.search} over {', '.join(opts.space.describe())} -> {opts.out_dir}", flush=True)
+    start = time.perf_counter()
     try:
-        state = run_sweep(opts, echo=lambda s: print(s, flush=True))
+        with _sigterm_as_interrupt():
+            state = run_sweep(opts, echo=lambda s: print(s, flush=True))
     except KeyboardInterrupt:
         print(f"\ninterrupted: rerun the same command to resume (state in {opts.out_dir})", file=sys.stderr)
         return 130
+    print(f"sweep wall time {time.perf_counter() - start:.1f}s", flush=True)
     report = build_report(state, opts.space.keys, opts.metric, opts.direction)
     print()
     print(format_table(report))
@@ -86,3 +94,17 @@ def run_from_args(args: argparse.Namespace) -> int:
     for path in plots:
         print(f"wrote {path}")
     return 0 if report.best is not None else 1
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the sweep like Ctrl-C: running trials are stopped and stay resumable."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

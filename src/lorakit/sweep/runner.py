@@ -56,6 +56,8 @@ class SweepOptions:
     """Threads per trial process when several run at once (None: the trainer's default)."""
     poll_s: float = 0.5
     """How often running trials are checked."""
+    retry_failed: bool = False
+    """Run failed trials of an earlier invocation again (after fixing what made them fail)."""
 
     def fingerprint(self) -> dict[str, object]:
         """What must match for a rerun to resume this sweep (the grid may grow; trials may rise)."""
@@ -109,7 +111,7 @@ class SweepRunner:
         """Run every trial that has not finished yet; returns the final state."""
         self.opts.out_dir.mkdir(parents=True, exist_ok=True)
         self.state.save(self.state_path)
-        done = sum(t.finished for t in self.state.trials)
+        done = sum(not self._to_rerun(t) for t in self.state.trials)
         if done:
             self.echo(f"resuming: {done} finished trial(s) skipped")
         pending = self._pending()
@@ -144,13 +146,16 @@ class SweepRunner:
         if self.opts.search == "grid":
             for params in self.opts.space.grid()[: self.total]:
                 rec = self.state.find(params)
-                if rec is None or not rec.finished:
+                if rec is None or self._to_rerun(rec):
                     yield rec, params
             return
-        for rec in [t for t in self.state.trials if not t.finished]:
+        for rec in [t for t in self.state.trials if self._to_rerun(t)]:
             yield rec, rec.params
         while len(self.state.trials) < self.total:
             yield None, None
+
+    def _to_rerun(self, rec: TrialRecord) -> bool:
+        return not rec.finished or (self.opts.retry_failed and rec.status == "failed")
 
     def _start(self, rec: TrialRecord | None, params: dict[str, Value] | None) -> _Live:
         trial, params = self.search.ask(params)
@@ -160,7 +165,7 @@ class SweepRunner:
         else:
             rec.previous_dirs.append(rec.dir)
             rec.attempt += 1
-            rec.intermediate, rec.reason = {}, None
+            rec.status, rec.intermediate, rec.reason = "running", {}, None
         rec.dir = f"{TRIALS_DIR}/trial-{rec.number:03d}" + (
             f"-attempt{rec.attempt}" if rec.attempt > 1 else ""
         )
@@ -251,7 +256,7 @@ def _params_text(params: dict[str, Value]) -> str:
 
 
 def _attempt_text(rec: TrialRecord) -> str:
-    return f" (restart {rec.attempt} after an interruption)" if rec.attempt > 1 else ""
+    return f" (attempt {rec.attempt})" if rec.attempt > 1 else ""
 
 
 def _outcome_text(rec: TrialRecord, metric: str) -> str:

@@ -36,7 +36,7 @@ class TrialRecord:
     status: TrialStatus = "running"
     """running (or interrupted), completed, failed, pruned."""
     attempt: int = 1
-    """1 for the first run; incremented each time an interrupted trial restarts."""
+    """1 for the first run; incremented each time an interrupted or retried trial starts again."""
     dir: str = ""
     """The trial's output directory, relative to the sweep directory."""
     train_status: str | None = None
