@@ -21,3 +21,11 @@ class AdapterFileError(LorakitError):
 
 class MergeError(LorakitError):
     """Merging was refused (non-finite delta, adapters disabled while merged, ...)."""
+
+
+class DataError(LorakitError):
+    """A data file is missing, malformed, empty, or lacks a field the task needs."""
+
+
+class TrainingDiverged(LorakitError):
+    """The loss became NaN or Inf; training stopped."""

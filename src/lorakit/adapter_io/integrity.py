@@ -77,9 +77,22 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def safetensors_payload(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
-    return safetensors_bytes(
-        {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata
-    )
+    raw = safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    return canonical_safetensors(raw)
+
+
+def canonical_safetensors(raw: bytes) -> bytes:
+    """The same file with its JSON header keys sorted.
+
+    safetensors writes the header from a hash map whose order changes between processes, so
+    identical tensors would give different bytes; sorting makes saving reproducible (resumed
+    runs are compared byte for byte). Offsets refer to the data section and stay valid.
+    """
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors aligns the data section to 8 bytes
+    return len(text).to_bytes(8, "little") + text + raw[8 + n :]
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

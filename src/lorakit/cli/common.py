@@ -1,0 +1,71 @@
+"""Helpers shared by the subcommands: config loading, adapter location, input records."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from lorakit.data.readers import Record, read_records
+from lorakit.errors import AdapterFileError, DataError
+from lorakit.training.config import RunConfig
+from lorakit.training.config_io import load_config
+
+
+def add_config_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
+    p.add_argument(
+        "config",
+        nargs="?" if optional else None,
+        metavar="CONFIG.yaml",
+        help="run config (YAML)" + (" (default: the config stored with --adapter)" if optional else ""),
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.sub=value",
+        help="override config keys, e.g. train.lr=1e-4 lora.r=4 data.max_length=64",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig | None:
+    if args.config is None:
+        return None
+    return load_config(args.config, args.overrides)
+
+
+def adapter_dir(args: argparse.Namespace, config: RunConfig | None) -> Path:
+    if args.adapter:
+        path = Path(args.adapter)
+    elif config is not None:
+        path = Path(config.output_dir) / "adapter"
+    else:
+        raise AdapterFileError("give --adapter DIR (or a config whose output_dir holds adapter/)")
+    if not path.is_dir():
+        raise AdapterFileError(f"adapter folder {path} not found (train first, or pass --adapter DIR)")
+    return path
+
+
+def read_input(spec: str, text_field: str) -> list[Record]:
+    """Records from a data file, or from stdin ('-'): JSON objects or plain text, one per line."""
+    if spec != "-":
+        return read_records(spec)
+    out: list[Record] = []
+    for lineno, line in enumerate(sys.stdin.read().splitlines(), start=1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f"stdin, line {lineno}: malformed JSON: {e.msg}") from None
+        else:
+            out.append({text_field: line})
+    if not out:
+        raise DataError("stdin: no input lines")
+    return out
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False))

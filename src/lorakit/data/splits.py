@@ -1,0 +1,80 @@
+"""Train / validation / test records from the data section of a run config."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lorakit.data.readers import Record, read_records
+from lorakit.errors import DataError
+from lorakit.training.config import DataSection
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class Splits:
+    """Records per split, with a human-readable source for error messages."""
+
+    records: dict[str, list[Record]] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def load_splits(data: DataSection, wanted: tuple[str, ...] = SPLITS) -> Splits:
+    """Read the files the config names (only the splits in ``wanted``)."""
+    out = Splits()
+    need_train = "train" in wanted or ("validation" in wanted and data.validation_split)
+    if need_train:
+        if not data.train:
+            raise DataError("data.train is not set: name a training file")
+        out.records["train"] = read_records(data.train)
+        out.sources["train"] = data.train
+    for split in ("validation", "test"):
+        path = getattr(data, split)
+        if split in wanted and path:
+            out.records[split] = read_records(path)
+            out.sources[split] = path
+    if data.validation_split and need_train:
+        train, val = split_off(
+            out.records["train"], data.validation_split, data.split_group_field, data.train
+        )
+        out.records["train"], out.records["validation"] = train, val
+        out.sources["validation"] = f"{data.train} (validation_split={data.validation_split})"
+    if data.max_train_samples and "train" in out.records:
+        out.records["train"] = out.records["train"][: data.max_train_samples]
+    for split in ("validation", "test"):
+        if data.max_eval_samples and split in out.records:
+            out.records[split] = out.records[split][: data.max_eval_samples]
+    return out
+
+
+def split_off(
+    records: list[Record], fraction: float, group_field: str | None, source: str
+) -> tuple[list[Record], list[Record]]:
+    """Deterministic hold-out by a hash of the group key (or record index): stable across runs."""
+    train, val = [], []
+    for i, rec in enumerate(records):
+        if group_field is not None and group_field not in rec:
+            raise DataError(f"{source}, record {i + 1}: missing data.split_group_field {group_field!r}")
+        key = str(rec[group_field]) if group_field else str(i)
+        bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+        (val if bucket < fraction else train).append(rec)
+    if not train or not val:
+        raise DataError(
+            f"{source}: validation_split={fraction} leaves an empty split "
+            f"({len(train)} train / {len(val)} validation records)"
+        )
+    return train, val
+
+
+def resolve_split(data: DataSection, split: str) -> tuple[list[Record], str]:
+    """Records for `lorakit eval --split`: a split name or a file path."""
+    if split in SPLITS:
+        s = load_splits(data, (split,))
+        if split not in s.records:
+            raise DataError(f"the config has no {split} data (set data.{split} or data.validation_split)")
+        return s.records[split], s.sources[split]
+    if not Path(split).exists():
+        raise DataError(f"--split {split!r} is neither train/validation/test nor an existing file")
+    return read_records(split), split

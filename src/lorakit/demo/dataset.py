@@ -1,0 +1,168 @@
+"""The demo dataset: short news-like sentences in four topics, generated from varied templates.
+
+Generated (not copied from any corpus) with a fixed seed; the committed files in
+examples/data/topics/ are the output of ``write_topics(folder)``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+TOPICS = {
+    "sports": {
+        "subjects": [
+            "the striker",
+            "our goalkeeper",
+            "the home team",
+            "the young sprinter",
+            "the tennis champion",
+            "the coach",
+            "the cycling squad",
+            "the rookie quarterback",
+            "the boxing veteran",
+            "the relay team",
+        ],
+        "actions": [
+            "scored twice in the final minutes",
+            "won the championship after extra time",
+            "broke the national record",
+            "was injured during practice",
+            "signed a three-year contract",
+            "lost the semi-final on penalties",
+            "trained hard before the derby",
+            "celebrated a late equaliser",
+            "qualified for the olympic games",
+            "missed the decisive free kick",
+        ],
+        "places": [
+            "at the stadium",
+            "in the league match",
+            "on the track",
+            "during the tournament",
+            "at the arena",
+        ],
+    },
+    "technology": {
+        "subjects": [
+            "the startup",
+            "a software engineer",
+            "the chip maker",
+            "the new smartphone",
+            "the research lab",
+            "the cloud provider",
+            "an open source project",
+            "the robotics team",
+            "the app",
+            "the browser",
+        ],
+        "actions": [
+            "released a faster processor",
+            "patched a security vulnerability",
+            "launched a new operating system",
+            "trained a larger language model",
+            "raised funding for its platform",
+            "recalled faulty batteries",
+            "shipped an update to the database",
+            "announced a quantum computing prototype",
+            "suffered a data centre outage",
+            "open sourced its compiler",
+        ],
+        "places": [
+            "at the developer conference",
+            "in a blog post",
+            "on its servers",
+            "in the product keynote",
+            "for its users",
+        ],
+    },
+    "food": {
+        "subjects": [
+            "the chef",
+            "a family bakery",
+            "the new bistro",
+            "my grandmother",
+            "the street vendor",
+            "the pastry cook",
+            "the vegan cafe",
+            "the pizzeria",
+            "a food critic",
+            "the cheese maker",
+        ],
+        "actions": [
+            "baked sourdough bread with rye flour",
+            "served a spicy lentil soup",
+            "roasted garlic and tomatoes",
+            "invented a chocolate dessert",
+            "grilled fresh sardines with lemon",
+            "simmered the curry for hours",
+            "opened a dumpling kitchen",
+            "praised the creamy risotto",
+            "fermented cabbage for kimchi",
+            "whisked eggs for a fluffy omelette",
+        ],
+        "places": ["in the kitchen", "at the market", "for dinner", "on the menu", "at the restaurant"],
+    },
+    "travel": {
+        "subjects": [
+            "the backpacker",
+            "a tour guide",
+            "the airline",
+            "our family",
+            "the cruise ship",
+            "the hikers",
+            "the hotel",
+            "a travel blogger",
+            "the train company",
+            "the tourists",
+        ],
+        "actions": [
+            "booked a flight to the islands",
+            "explored the old harbour",
+            "missed the connecting train",
+            "climbed to the mountain village",
+            "reopened the coastal route",
+            "lost a suitcase at the airport",
+            "added night trains across the border",
+            "visited the ancient temples",
+            "camped beside the lake",
+            "renewed passports before the trip",
+        ],
+        "places": ["during the holidays", "on the journey", "abroad", "last summer", "near the border"],
+    },
+}
+FRAMES = [
+    "{s} {a} {p}.",
+    "Yesterday {s} {a}.",
+    "Reports say {s} {a} {p}.",
+    "{S} {a}, according to local news.",
+    "Everyone was talking about how {s} {a}.",
+    "It was a surprise when {s} {a} {p}.",
+    "{S} reportedly {a}.",
+    "In a short statement, {s} {a} {p}.",
+]
+
+
+def generate(n: int, seed: int) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    names = sorted(TOPICS)
+    rows = []
+    for i in range(n):
+        label = names[i % len(names)]
+        t = TOPICS[label]
+        s, a, p = rng.choice(t["subjects"]), rng.choice(t["actions"]), rng.choice(t["places"])
+        text = rng.choice(FRAMES).format(s=s, S=s[0].upper() + s[1:], a=a, p=p)
+        rows.append({"text": text, "label": label})
+    rng.shuffle(rows)
+    return rows
+
+
+def write_topics(folder: Path, n_train: int = 1200, n_validation: int = 400) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, n, seed in (("train", n_train, 0), ("validation", n_validation, 1)):
+        path = folder / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in generate(n, seed)), encoding="utf-8")
+        paths.append(path)
+    return paths[0], paths[1]

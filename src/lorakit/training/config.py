@@ -1,0 +1,206 @@
+"""The run configuration: typed sections validated before anything heavy loads."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lorakit.config import LoraConfig
+from lorakit.errors import ConfigError
+
+TaskName = Literal["classification", "token_classification", "causal_lm", "seq2seq"]
+TASKS: tuple[str, ...] = ("classification", "token_classification", "causal_lm", "seq2seq")
+
+
+class Section(BaseModel):
+    """Unknown keys are errors so that typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+class DataSection(Section):
+    train: str | None = None
+    """Training file (.jsonl .json .csv .tsv .parquet, CoNLL .conll/.txt) or a saved HF datasets dir."""
+    validation: str | None = None
+    """Validation file; or set validation_split to carve it out of the training data."""
+    test: str | None = None
+    """Optional test file, used by `lorakit eval --split test`."""
+    validation_split: float | None = Field(default=None, gt=0, lt=1)
+    """Fraction of the training data held out for validation when no validation file is given."""
+    split_group_field: str | None = None
+    """Keep records sharing this field's value on the same side of validation_split (e.g. `mr`)."""
+    text_field: str = "text"
+    """Input text column (classification)."""
+    text_pair_field: str | None = None
+    """Second text column for sentence-pair classification."""
+    label_field: str = "label"
+    """Label column (classification): strings or integers."""
+    tokens_field: str = "tokens"
+    """Word list column (token_classification)."""
+    tags_field: str = "tags"
+    """Per-word tag list column (token_classification, BIO/IOB2 tags)."""
+    prompt_field: str = "prompt"
+    """Prompt column (causal_lm)."""
+    response_field: str = "response"
+    """Response column (causal_lm); loss is computed on these tokens only."""
+    messages_field: str | None = None
+    """Chat column holding a list of {role, content} (causal_lm); replaces prompt/response."""
+    prompt_template: str = "{prompt}\n"
+    """How a prompt is written when the tokenizer has no chat template; must contain {prompt}."""
+    use_chat_template: bool = True
+    """Use the tokenizer's chat template when it has one (causal_lm)."""
+    source_field: str = "source"
+    """Source text column (seq2seq)."""
+    target_field: str = "target"
+    """Target text column (seq2seq)."""
+    source_prefix: str = ""
+    """Text put before every source, e.g. 'translate English to German: ' for T5."""
+    max_length: int = Field(default=128, ge=4)
+    """Maximum tokens per example (longer inputs are truncated)."""
+    max_target_length: int = Field(default=128, ge=2)
+    """Maximum target tokens (seq2seq)."""
+    packing: bool = False
+    """Concatenate causal_lm examples into blocks of max_length tokens."""
+    max_train_samples: int | None = Field(default=None, ge=1)
+    """Use only the first N training records."""
+    max_eval_samples: int | None = Field(default=None, ge=1)
+    """Use only the first N evaluation records."""
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _template_has_prompt(cls, v: str) -> str:
+        if "{prompt}" not in v:
+            raise ValueError("must contain the placeholder {prompt}")
+        return v
+
+
+class LoraSection(Section):
+    r: int = Field(default=8, ge=1)
+    """Rank of the low-rank update."""
+    alpha: float = Field(default=16.0, gt=0)
+    """Scale numerator: the update is multiplied by alpha / r."""
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    """Dropout on the input of the low-rank branch."""
+    targets: list[str] | str = "all-linear"
+    """Module names (suffixes), one regex string, or "all-linear"."""
+    exclude: list[str] | str | None = None
+    """Modules never adapted (same syntax as targets)."""
+    layers: list[int] | None = None
+    """Only adapt these transformer block indices."""
+    bias: Literal["none", "all", "lora_only"] = "none"
+    """Which biases train."""
+    modules_to_save: list[str] | None = None
+    """Modules trained fully and saved with the adapter; default: the task's head (e.g. classifier)."""
+    init: Literal["kaiming", "gaussian"] = "kaiming"
+    """Initialisation of A (B starts at zero)."""
+    use_rslora: bool = False
+    """Rank-stabilised scaling alpha / sqrt(r)."""
+
+    def to_lora_config(self, default_modules_to_save: list[str]) -> LoraConfig:
+        data = self.model_dump()
+        if data["modules_to_save"] is None:
+            data["modules_to_save"] = default_modules_to_save
+        try:
+            return LoraConfig(**data)
+        except ConfigError as e:
+            raise ConfigError(f"lora: {e}") from e
+
+
+class TrainSection(Section):
+    epochs: float = Field(default=3, gt=0)
+    """Passes over the training data (fractions allowed); max_steps wins when set."""
+    max_steps: int | None = Field(default=None, ge=1)
+    """Total optimizer steps; overrides epochs."""
+    batch_size: int = Field(default=16, ge=1)
+    """Examples per micro-batch."""
+    eval_batch_size: int | None = Field(default=None, ge=1)
+    """Examples per evaluation batch (default: 2 x batch_size)."""
+    grad_accum: int = Field(default=1, ge=1)
+    """Micro-batches per optimizer step."""
+    lr: float = Field(default=5e-4, gt=0)
+    """Peak learning rate."""
+    lr_ratio_b: float | None = Field(default=None, gt=0)
+    """LoRA+: learning rate of the B matrices = lr x lr_ratio_b (e.g. 16). None: same as A."""
+    weight_decay: float = Field(default=0.0, ge=0)
+    """AdamW weight decay."""
+    warmup_ratio: float = Field(default=0.06, ge=0, le=1)
+    """Fraction of the steps spent warming the learning rate up linearly from 0."""
+    warmup_steps: int | None = Field(default=None, ge=0)
+    """Warm-up steps; overrides warmup_ratio."""
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    """Decay after warm-up."""
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    """Clip the global gradient norm to this value (None: no clipping)."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Autocast precision; fp16 needs a CUDA device, bf16 works on CPU and recent GPUs."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory."""
+    group_by_length: bool = True
+    """Batch examples of similar length together (less padding, faster on CPU)."""
+    eval_every: int | None = Field(default=200, ge=1)
+    """Evaluate every N optimizer steps (and at the end). None: only at the end."""
+    save_every: int | None = Field(default=200, ge=1)
+    """Write a resumable checkpoint every N optimizer steps. None: never."""
+    keep_checkpoints: int = Field(default=2, ge=1)
+    """How many of the newest checkpoints to keep."""
+    log_every: int = Field(default=10, ge=1)
+    """Write train loss / lr to metrics.jsonl every N optimizer steps."""
+    early_stopping_patience: int | None = Field(default=None, ge=1)
+    """Stop after this many evaluations without improvement of metric_for_best."""
+    metric_for_best: str | None = None
+    """Metric that picks the best adapter (default: the task's main metric)."""
+    greater_is_better: bool | None = None
+    """Direction of metric_for_best (default: false for loss/perplexity, true otherwise)."""
+    keep_best: bool = True
+    """Save the best evaluated adapter as adapter/ (otherwise the final one)."""
+    eval_at_start: bool = False
+    """Evaluate once before the first step."""
+    seed: int = 0
+    """Seed of the head initialisation, LoRA initialisation, dropout and data order."""
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    """Where to train; auto picks cuda when available."""
+    num_threads: int | None = Field(default=None, ge=1)
+    """torch CPU threads (None: torch's default)."""
+
+
+class EvalSection(Section):
+    generate_samples: int | None = Field(default=None, ge=0)
+    """Evaluation examples to generate for: causal_lm exact match, seq2seq BLEU (None: 0 for
+    causal_lm, up to 200 for seq2seq; 0: no generation)."""
+    max_new_tokens: int = Field(default=64, ge=1)
+    """Maximum generated tokens."""
+    num_beams: int = Field(default=1, ge=1)
+    """Beam search width for generation (1: greedy)."""
+
+
+class RunConfig(Section):
+    model: str
+    """A local HF model dir, a .gguf file, a hub id (downloads), or an alias: minilm-l6, smollm2-135m."""
+    task: TaskName
+    """classification | token_classification | causal_lm | seq2seq."""
+    data: DataSection = Field(default_factory=DataSection)
+    """Where the data is and which fields to read."""
+    lora: LoraSection = Field(default_factory=LoraSection)
+    """The adapter."""
+    train: TrainSection = Field(default_factory=TrainSection)
+    """Optimisation, schedule, evaluation and checkpoint cadence."""
+    eval: EvalSection = Field(default_factory=EvalSection)
+    """Generation settings used by evaluation."""
+    output_dir: str = "runs/run"
+    """Where adapter/, checkpoints/, metrics.jsonl, summary.json and plots go."""
+    resume: Literal["never", "auto"] = "never"
+    """auto: continue from the newest complete checkpoint in output_dir when there is one."""
+
+    @field_validator("resume", mode="before")
+    @classmethod
+    def _resume_bool(cls, v: object) -> object:
+        return {True: "auto", False: "never"}.get(v, v) if isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> RunConfig:
+        if self.data.validation and self.data.validation_split:
+            raise ValueError("set data.validation or data.validation_split, not both")
+        if self.task == "causal_lm" and self.data.text_pair_field:
+            raise ValueError("data.text_pair_field only applies to task classification")
+        return self

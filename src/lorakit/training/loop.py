@@ -1,0 +1,286 @@
+"""The training loop: setup -> loop -> evaluate -> checkpoint -> adapter and summary.
+
+``train(config)`` is the one entry point (CLI, sweeps, data-parallel launchers). Batches are
+drawn in one place (``draw_steps``) and every file is written through ``Reporter`` /
+``write_*`` helpers guarded by ``is_main``, so a data-parallel mode can shard the former and
+silence the latter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lorakit.adapter_io import save_adapter
+from lorakit.adapter_io.integrity import atomic_write_text
+from lorakit.data.batching import epoch_batches
+from lorakit.errors import LorakitError, TrainingDiverged
+from lorakit.summary import trainable_summary
+from lorakit.tasks.common import write_task_file
+from lorakit.training.checkpoint import list_checkpoints, restore_checkpoint, save_checkpoint
+from lorakit.training.config import RunConfig
+from lorakit.training.config_io import save_config
+from lorakit.training.plots import write_plots
+from lorakit.training.reporting import Reporter
+from lorakit.training.setup import Run, TrainState, setup_run
+
+BEST_DIR = "best_adapter"
+
+
+def train(config: RunConfig, is_main: bool = True) -> dict[str, Any]:
+    """Train an adapter as ``config`` says; returns the summary also written to summary.json."""
+    start = time.perf_counter()
+    run = setup_run(config)
+    reporter = Reporter(run.output_dir, is_main)
+    if is_main:
+        run.output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run.output_dir / "config.yaml")
+    resumed = maybe_resume(run)
+    reporter.start(run.state.step, run.total_steps)
+    if resumed:
+        reporter.say(f"resumed from {resumed} (step {run.state.step})")
+    status, error = "completed", None
+    try:
+        status = training_loop(run, reporter)
+        write_final_adapter(run, is_main)
+    except TrainingDiverged as e:
+        status, error = "failed", str(e)
+    summary = build_summary(run, status, error, time.perf_counter() - start, resumed)
+    reporter.finish(summary)
+    if is_main:
+        try:
+            write_plots(run.output_dir, run.metric)
+        except Exception as e:  # a plotting failure must not lose a finished run
+            reporter.say(f"warning: could not write plots ({e})")
+    if error:
+        raise TrainingDiverged(error)
+    return summary
+
+
+def maybe_resume(run: Run) -> Path | None:
+    if run.config.resume != "auto":
+        return None
+    found = list_checkpoints(run.output_dir / "checkpoints")
+    if not found:
+        return None
+    state = restore_checkpoint(found[-1], run.model, run.optimizer)
+    run.state = TrainState(**state["train_state"])
+    return found[-1]
+
+
+def draw_steps(run: Run) -> Iterator[list[list[int]]]:
+    """Micro-batches of each optimizer step, continuing from the saved data position."""
+    t = run.config.train
+    state = run.state
+    epoch, pos = state.epoch, state.batch_in_epoch
+    while True:
+        batches = epoch_batches(run.lengths, t.batch_size, t.seed, epoch, t.group_by_length)
+        step: list[list[int]] = []
+        while len(step) < t.grad_accum:
+            if pos >= len(batches):
+                epoch, pos = epoch + 1, 0
+                batches = epoch_batches(run.lengths, t.batch_size, t.seed, epoch, t.group_by_length)
+            step.append(batches[pos])
+            pos += 1
+        state.epoch, state.batch_in_epoch = epoch, pos
+        yield step
+
+
+def training_loop(run: Run, reporter: Reporter) -> str:
+    t = run.config.train
+    run.model.train()
+    if t.eval_at_start and run.state.step == 0:
+        evaluate(run, reporter)
+    steps = draw_steps(run)
+    window: list[float] = []
+    while run.state.step < run.total_steps:
+        lr = run.schedule.apply(run.optimizer, run.state.step)
+        loss = train_step(run, next(steps), reporter)
+        run.state.step += 1
+        window.append(loss)
+        rates = reporter.progress(loss, lr)
+        step = run.state.step
+        if step % t.log_every == 0 or step == run.total_steps:
+            reporter.log(
+                step,
+                "train",
+                {
+                    "loss": sum(window) / len(window),
+                    "lr": lr,
+                    **rates,
+                    "epoch": round(step * t.grad_accum / run.batches_per_epoch, 4),
+                },
+            )
+            window = []
+        stop = False
+        if has_validation(run) and ((t.eval_every and step % t.eval_every == 0) or step == run.total_steps):
+            stop = evaluate(run, reporter)
+        if t.save_every and step % t.save_every == 0:
+            checkpoint(run)
+        if stop:
+            reporter.say(
+                f"early stopping at step {step}: no improvement in {t.early_stopping_patience} evaluations"
+            )
+            return "stopped_early"
+    return "completed"
+
+
+def train_step(run: Run, micro_batches: list[list[int]], reporter: Reporter) -> float:
+    """One optimizer step over ``micro_batches`` (gradient accumulation); returns the mean loss."""
+    features = run.features["train"]
+    total = 0.0
+    for k, idx in enumerate(micro_batches):
+        batch = {key: v.to(run.device) for key, v in run.task.collate([features[i] for i in idx]).items()}
+        with run.autocast():
+            loss = run.model(**batch).loss
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"the training loss is {float(loss.detach())} at step {run.state.step + 1} "
+                f"(micro-batch {k + 1}); "
+                f"training stopped. Last good checkpoint: {last_checkpoint(run)}. "
+                "Try a lower train.lr, train.max_grad_norm, or precision fp32."
+            )
+        scaled = loss / len(micro_batches)
+        (run.scaler.scale(scaled) if run.scaler else scaled).backward()
+        total += float(loss.detach()) / len(micro_batches)
+        mask = batch.get("attention_mask")
+        reporter.count(len(idx), int(mask.sum()) if mask is not None else batch["input_ids"].numel())
+    params = [p for g in run.optimizer.param_groups for p in g["params"]]
+    if run.scaler:
+        run.scaler.unscale_(run.optimizer)
+    if run.config.train.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(params, run.config.train.max_grad_norm)
+    if run.scaler:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return total
+
+
+def has_validation(run: Run) -> bool:
+    return bool(run.features.get("validation"))
+
+
+def evaluate(run: Run, reporter: Reporter) -> bool:
+    """Evaluate on validation, keep the best adapter; True when early stopping should stop."""
+    state = run.state
+    with run.autocast():
+        metrics = run.task.evaluate(run.model, run.records["validation"], run.features["validation"])
+    run.model.train()
+    state.last_eval_step = state.step
+    value = metrics[run.metric]
+    improved = state.best_metric is None or (
+        value > state.best_metric if run.greater_is_better else value < state.best_metric
+    )
+    if improved:
+        state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
+        if reporter.is_main and run.config.train.keep_best:
+            save_adapter(run.model, run.output_dir / BEST_DIR, base_model_name=run.ref.name)
+    else:
+        state.evals_without_improvement += 1
+    reporter.log(state.step, "eval", metrics)
+    reporter.eval_table(state.step, "validation", metrics, improved)
+    patience = run.config.train.early_stopping_patience
+    return patience is not None and state.evals_without_improvement >= patience
+
+
+def last_checkpoint(run: Run) -> str:
+    found = list_checkpoints(run.output_dir / "checkpoints")
+    return str(found[-1]) if found else "none"
+
+
+def task_info(run: Run) -> dict[str, Any]:
+    return {
+        "task": run.config.task,
+        "model": run.ref.name,
+        "labels": run.task.labels,
+        "config": run.config.model_dump(mode="json"),
+    }
+
+
+def checkpoint(run: Run) -> None:
+    state = {
+        "train_state": run.state.to_dict(),
+        "schedule": run.schedule.state(),
+        "config": run.config.model_dump(mode="json"),
+    }
+    save_checkpoint(
+        run.output_dir / "checkpoints",
+        run.state.step,
+        run.model,
+        run.optimizer,
+        state,
+        run.config.train.keep_checkpoints,
+    )
+
+
+def write_final_adapter(run: Run, is_main: bool) -> None:
+    """adapter/: the best evaluated adapter (or the final one) with tokenizer and task info."""
+    if not is_main:
+        return
+    out = run.output_dir / "adapter"
+    tmp = run.output_dir / ".adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    best = run.output_dir / BEST_DIR
+    if run.config.train.keep_best and run.state.best_step is not None and best.is_dir():
+        shutil.copytree(best, tmp)
+    else:
+        save_adapter(run.model, tmp, base_model_name=run.ref.name)
+    run.tokenizer.save_pretrained(str(tmp))
+    write_task_file(tmp, task_info(run))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def build_summary(
+    run: Run, status: str, error: str | None, wall: float, resumed: Path | None
+) -> dict[str, Any]:
+    s = trainable_summary(run.model)
+    summary: dict[str, Any] = {
+        "status": status,
+        "best_metric": run.state.best_metric,
+        "metric_for_best": run.metric,
+        "best_step": run.state.best_step,
+        "final_step": run.state.step,
+        "trainable_params": s.trainable,
+        "total_params": s.total,
+        "trainable_percent": round(s.percent, 4),
+        "wall_time_s": round(wall, 2),
+        "peak_memory_mb": round(peak_memory_mb(run.device), 1),
+        "task": run.config.task,
+        "model": run.ref.name,
+        "train_examples": len(run.features["train"]),
+        "resumed_from": str(resumed) if resumed else None,
+    }
+    if error:
+        summary["error"] = error
+    if summary["best_metric"] is not None and not math.isfinite(summary["best_metric"]):
+        summary["best_metric"] = None
+    return summary
+
+
+def read_summary(output_dir: Path) -> dict[str, Any]:
+    path = output_dir / "summary.json"
+    if not path.is_file():
+        raise LorakitError(f"{path} not found")
+    return json.loads(path.read_text())
+
+
+__all__ = ["atomic_write_text", "read_summary", "train"]

@@ -1,0 +1,53 @@
+"""PNG plots of a run from metrics.jsonl: train/validation loss and the main metric."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lorakit.training.reporting import read_metrics
+
+
+def _series(rows: list[dict], split: str, key: str) -> tuple[list[int], list[float]]:
+    pts = [
+        (r["step"], r[key]) for r in rows if r.get("split") == split and isinstance(r.get(key), (int, float))
+    ]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def write_plots(output_dir: Path, main_metric: str) -> list[Path]:
+    """loss.png (train and validation loss) and <metric>.png; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed; safe in CI and over ssh
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(output_dir / "metrics.jsonl")
+    plots_dir = output_dir / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for split, style in (("train", "-"), ("eval", "o-")):
+        x, y = _series(rows, split, "loss")
+        if x:
+            ax.plot(x, y, style, label=f"{'validation' if split == 'eval' else 'train'} loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(plots_dir / "loss.png", dpi=100)
+    plt.close(fig)
+    written.append(plots_dir / "loss.png")
+    x, y = _series(rows, "eval", main_metric)
+    if x and main_metric != "loss":
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(x, y, "o-")
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"validation {main_metric}")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        name = "".join(c if c.isalnum() or c in "_-" else "_" for c in main_metric)
+        fig.savefig(plots_dir / f"{name}.png", dpi=100)
+        plt.close(fig)
+        written.append(plots_dir / f"{name}.png")
+    return written
