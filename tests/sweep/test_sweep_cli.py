@@ -30,7 +30,7 @@ def sweep(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_grid_sweep_report_failure_and_resume(tiny_config: Path, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
-    args = [str(tiny_config), "--grid", "lora.r=2,4", "--grid", "train.lr=1e-2,1e30"]
+    args = [str(tiny_config), "train.save_every=null", "--grid", "lora.r=2,4", "--grid", "train.lr=1e-2,1e30"]
     args += ["--parallel", "2", "--out", str(out)]
     res = sweep(*args)
     assert res.returncode == 0, res.stderr + res.stdout

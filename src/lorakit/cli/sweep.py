@@ -24,7 +24,8 @@ EPILOG = """\
   train.lr=1e-5..1e-3:log                        a range (random / tpe search only)
 
 examples:
-  lorakit sweep examples/sst2.yaml --grid lora.r=4,8,16 --grid train.lr=1e-4,5e-4 --budget-steps 150
+  lorakit sweep examples/sst2_rank_sweep.yaml --grid lora.r=4,8,16 --grid train.lr=5e-4,2e-3 --parallel 2
+  lorakit sweep examples/sst2_rank_sweep.yaml --grid lora.r=1,2,4 --budget-steps 50 --out runs/quick
   lorakit sweep cfg.yaml --search tpe --trials 20 --grid lora.r=2,4,8,16 --grid train.lr=1e-5..1e-2:log
 
 Exit status: 0 when a trial completed, 1 when none did, 2 for a usage mistake, 130 when
