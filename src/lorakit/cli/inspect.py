@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-labels", type=int, default=2, help="head size for classification tasks")
     p.add_argument("--batch-size", type=int, default=16, help="for the memory estimate")
     p.add_argument("--max-length", type=int, default=128, help="sequence length for the memory estimate")
-    p.add_argument("--depth", type=int, default=4, help="deepest tree level shown (default 4)")
+    p.add_argument("--depth", type=int, default=5, help="deepest tree level shown (default 5)")
     p.set_defaults(func=run)
 
 

@@ -166,3 +166,79 @@ def write_topics(folder: Path, n_train: int = 1200, n_validation: int = 400) -> 
         path.write_text("".join(json.dumps(r) + "\n" for r in generate(n, seed)), encoding="utf-8")
         paths.append(path)
     return paths[0], paths[1]
+
+
+PEOPLE = [
+    "Alice Martin",
+    "Bob",
+    "Chen Wei",
+    "Dana Scott",
+    "Emeka Obi",
+    "Fatima",
+    "Giulia Rossi",
+    "Hiro Tanaka",
+]
+CITIES = ["Paris", "Lagos", "Osaka", "Toronto", "Lima", "Berlin", "Nairobi", "Quito"]
+ORGS = ["Acme Corp", "the United Nations", "Globex", "Initech", "the Red Cross", "Umbrella Labs"]
+NER_FRAMES = [
+    "{P} moved to {C} to work for {O} .",
+    "{O} opened an office in {C} .",
+    "Yesterday {P} visited {C} .",
+    "{P} and {P2} met at {O} headquarters in {C} .",
+    "A spokesperson for {O} said {P} will speak in {C} .",
+]
+
+
+def _tagged(text: str, kind: str) -> list[tuple[str, str]]:
+    words = text.split()
+    return [(w, ("B-" if i == 0 else "I-") + kind) for i, w in enumerate(words)]
+
+
+def generate_ner(n: int, seed: int) -> list[dict[str, list[str]]]:
+    """Sentences with PER / LOC / ORG entities and IOB2 tags."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        frame = rng.choice(NER_FRAMES)
+        fill = {
+            "P": (rng.choice(PEOPLE), "PER"),
+            "P2": (rng.choice(PEOPLE), "PER"),
+            "C": (rng.choice(CITIES), "LOC"),
+            "O": (rng.choice(ORGS), "ORG"),
+        }
+        pairs: list[tuple[str, str]] = []
+        for word in frame.split():
+            key = word.strip("{}")
+            if word.startswith("{") and key in fill:
+                pairs += _tagged(*fill[key])
+            else:
+                pairs.append((word, "O"))
+        rows.append({"tokens": [w for w, _ in pairs], "tags": [t for _, t in pairs]})
+    return rows
+
+
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def generate_numbers(n: int, seed: int) -> list[dict[str, str]]:
+    """Number words -> digits, a tiny translation-like seq2seq task."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        digits = [rng.randrange(10) for _ in range(rng.randrange(2, 7))]
+        rows.append(
+            {"source": " ".join(DIGITS[d] for d in digits), "target": "".join(str(d) for d in digits)}
+        )
+    return rows
+
+
+def write_examples(root: Path) -> None:
+    """examples/data/{topics,ner,numbers}: the small generated datasets the example configs use."""
+    write_topics(root / "topics")
+    for name, gen in (("ner", generate_ner), ("numbers", generate_numbers)):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for split, n, seed in (("train", 600, 0), ("validation", 150, 1)):
+            rows = gen(n, seed)
+            (root / name / f"{split}.jsonl").write_text(
+                "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+            )

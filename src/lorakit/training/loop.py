@@ -44,6 +44,8 @@ def train(config: RunConfig, is_main: bool = True) -> dict[str, Any]:
         run.output_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run.output_dir / "config.yaml")
     resumed = maybe_resume(run)
+    if not resumed and is_main:
+        clear_stale_outputs(run.output_dir, reporter)
     reporter.start(run.state.step, run.total_steps)
     if resumed:
         reporter.say(f"resumed from {resumed} (step {run.state.step})")
@@ -74,6 +76,16 @@ def maybe_resume(run: Run) -> Path | None:
     state = restore_checkpoint(found[-1], run.model, run.optimizer)
     run.state = TrainState(**state["train_state"])
     return found[-1]
+
+
+def clear_stale_outputs(output_dir: Path, reporter: Reporter) -> None:
+    """A fresh run must not mix with checkpoints or a best adapter left by an earlier one."""
+    for name in ("checkpoints", BEST_DIR):
+        if (output_dir / name).exists():
+            reporter.say(
+                f"fresh run: removing {output_dir / name} from an earlier run (use --resume to continue it)"
+            )
+            shutil.rmtree(output_dir / name)
 
 
 def draw_steps(run: Run) -> Iterator[list[list[int]]]:
@@ -123,7 +135,7 @@ def training_loop(run: Run, reporter: Reporter) -> str:
         stop = False
         if has_validation(run) and ((t.eval_every and step % t.eval_every == 0) or step == run.total_steps):
             stop = evaluate(run, reporter)
-        if t.save_every and step % t.save_every == 0:
+        if t.save_every and step % t.save_every == 0 and reporter.is_main:
             checkpoint(run)
         if stop:
             reporter.say(

@@ -32,7 +32,8 @@ def write_plots(output_dir: Path, main_metric: str) -> list[Path]:
             ax.plot(x, y, style, label=f"{'validation' if split == 'eval' else 'train'} loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.legend()
+    if ax.lines:
+        ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(plots_dir / "loss.png", dpi=100)
