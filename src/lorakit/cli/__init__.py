@@ -1,4 +1,4 @@
-"""``lorakit`` command line: train, eval, predict, generate, merge, inspect."""
+"""``lorakit`` command line: train, eval, predict, generate, merge, inspect, sweep."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import warnings
 from collections.abc import Sequence
 
 from lorakit.cli import eval as eval_cmd
-from lorakit.cli import generate, inspect, merge, predict, train
+from lorakit.cli import generate, inspect, merge, predict, sweep, train
 from lorakit.errors import LorakitError, TrainingDiverged
 
-COMMANDS = (train, eval_cmd, predict, generate, merge, inspect)
+COMMANDS = (train, eval_cmd, predict, generate, merge, inspect, sweep)
 EPILOG = """examples:
   lorakit train examples/sst2_minilm.yaml train.max_steps=300 lora.r=4
   lorakit eval examples/sst2_minilm.yaml --split validation
   echo "a gripping, funny film" | lorakit predict examples/sst2_minilm.yaml --input -
   lorakit merge --adapter runs/sst2/adapter --out runs/sst2/merged
   lorakit inspect minilm-l6 --targets query value
+  lorakit sweep examples/sst2_rank_sweep.yaml --grid lora.r=4,8,16 --grid train.lr=5e-4,2e-3
 
 Configs are YAML; `lorakit train --help` lists every key with its meaning.
 User mistakes exit with code 2 and a one-line message; a diverged run (NaN loss) exits 1."""
