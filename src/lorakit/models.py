@@ -101,7 +101,8 @@ def _quiet() -> Any:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        # GGUF de-quantisation draws its own progress bar on stderr; load errors still raise.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             yield
     finally:
         hf_logging.set_verbosity(level)
