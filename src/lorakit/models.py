@@ -93,7 +93,7 @@ def resolve_model(spec: str) -> ModelRef:
 
 
 @contextlib.contextmanager
-def _quiet() -> Any:
+def quiet_transformers() -> Any:
     """transformers prints load reports and progress bars on stdout/stderr; keep the CLI readable."""
     from transformers.utils import logging as hf_logging
 
@@ -101,7 +101,8 @@ def _quiet() -> Any:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        # GGUF de-quantisation draws its own progress bar on stderr; load errors still raise.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             yield
     finally:
         hf_logging.set_verbosity(level)
@@ -112,7 +113,7 @@ def load_tokenizer(ref: ModelRef) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        with _quiet():
+        with quiet_transformers():
             return AutoTokenizer.from_pretrained(ref.path, **ref.kwargs())
     except (OSError, ValueError, KeyError) as e:
         raise LorakitError(f"could not load a tokenizer for model {ref.name!r}: {e}") from None
@@ -121,13 +122,26 @@ def load_tokenizer(ref: ModelRef) -> Any:
 def load_pretrained(ref: ModelRef, auto_class: Any, **kwargs: Any) -> nn.Module:
     """``auto_class.from_pretrained`` in float32; never trust_remote_code, never pickles."""
     try:
-        with _quiet():
+        with quiet_transformers():
             model = auto_class.from_pretrained(
                 ref.path, dtype=torch.float32, **_no_pickles(ref), **ref.kwargs(), **kwargs
             )
     except (OSError, ValueError, KeyError) as e:
         raise LorakitError(f"could not load model {ref.name!r} as {auto_class.__name__}: {e}") from None
+    if ref.gguf_file:
+        _forget_gguf_origin(model)
     return model
+
+
+def _forget_gguf_origin(model: nn.Module) -> None:
+    """transformers de-quantises GGUF weights to plain float tensors but keeps the model marked
+    as quantized, which forbids dtype casts and would write a GGUF quantization_config into a
+    merged model's config.json (that folder could then not be loaded without the .gguf file)."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.quantization_method = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
 
 
 def _no_pickles(ref: ModelRef) -> dict[str, Any]:
@@ -139,7 +153,7 @@ def model_kind(ref: ModelRef) -> str:
     """A rough guess at what a checkpoint is, from its config: causal_lm, seq2seq or encoder."""
     from transformers import AutoConfig
 
-    with _quiet():
+    with quiet_transformers():
         cfg = AutoConfig.from_pretrained(ref.path, **ref.kwargs())
     if getattr(cfg, "is_encoder_decoder", False):
         return "seq2seq"

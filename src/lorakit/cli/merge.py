@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from lorakit.errors import LorakitError, MergeError
+from lorakit.models import quiet_transformers
 from lorakit.tasks.common import accepted_inputs
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -103,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
         )
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
+    with quiet_transformers():
+        merged.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
     if out.exists():
         out.rmdir()
     tmp.rename(out)

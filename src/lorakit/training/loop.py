@@ -95,6 +95,8 @@ def maybe_resume(run: Run) -> Path | None:
         return None
     state = restore_checkpoint(found[-1], run.model, run.optimizer)
     run.state = TrainState(**state["train_state"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
     return found[-1]
 
 
@@ -265,6 +267,7 @@ def checkpoint(run: Run) -> None:
         "train_state": run.state.to_dict(),
         "schedule": run.schedule.state(),
         "config": run.config.model_dump(mode="json"),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,  # fp16 loss scale
     }
     save_checkpoint(
         run.output_dir / "checkpoints",
