@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from lorakit.layers.base import init_lora_a
+from lorakit.layers.fast_linear import can_fuse, lora_linear
 
 
 def is_conv1d(module: nn.Module) -> bool:
@@ -31,6 +32,8 @@ class LoraLinear(nn.Module):
         self.merged_adapters: list[str] = []
         self.disabled = False
         self._unmerged_weight: torch.Tensor | None = None
+        self.fast_path = True
+        """Compute base + one unmerged adapter as a single fused autograd node (same result)."""
 
     def add_adapter(self, name: str, r: int, alpha: float, scaling: float, dropout: float, init: str) -> None:
         weight = self.base_layer.weight
@@ -57,6 +60,13 @@ class LoraLinear(nn.Module):
         return delta.T if self.fan_in_fan_out else delta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pending = [] if self.disabled else [n for n in self.active_adapters if n not in self.merged_adapters]
+        if self.fast_path and len(pending) == 1 and can_fuse(self.base_layer, x):
+            name = pending[0]
+            a, b = self.lora_A[name].weight, self.lora_B[name].weight
+            return lora_linear(
+                x, self.base_layer, self.fan_in_fan_out, a, b, self.scaling[name], self.lora_dropout[name]
+            )
         result = self.base_layer(x)
         if self.disabled:
             return result
