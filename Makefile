@@ -29,6 +29,13 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests bench
 	$(VENV)/bin/ruff check --fix src tests bench
 
+# Benchmarks (minutes; not part of `make test`): tables and plots land in bench/results/.
+bench: $(STAMP)
+	$(PY) bench/step_time.py
+	$(PY) bench/inference.py
+	$(PY) bench/quality.py
+	$(PY) bench/report.py
+
 demo: $(STAMP)
 	$(PY) -m lorakit.demo
 

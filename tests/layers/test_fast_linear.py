@@ -225,3 +225,14 @@ def test_no_state_kept_between_calls() -> None:
     second = layer(x).detach()
     torch.testing.assert_close(second, reference(layer, x).detach(), **TOL)
     assert not torch.allclose(first, second)
+
+
+@pytest.mark.parametrize("case", ["bias", "conv1d-no-bias"])
+def test_inference_path_matches_reference(case: str) -> None:
+    layer = make_layer(**CASES[case]).eval()
+    x = torch.randn(2, 3, 5)
+    with torch.no_grad():
+        fast = layer(x)
+    torch.testing.assert_close(fast, reference(layer, x).detach(), **TOL)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), fast, **TOL)

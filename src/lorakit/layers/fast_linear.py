@@ -31,6 +31,27 @@ def _base_weight_t(weight: torch.Tensor, fan_in_fan_out: bool) -> torch.Tensor:
     return weight if fan_in_fan_out else weight.t()
 
 
+def _fused_forward(
+    x2: torch.Tensor,
+    h2: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    lora_a: torch.Tensor,
+    lora_b: torch.Tensor,
+    scaling: float,
+    fan_in_fan_out: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x W^T + bias + scaling * (h A^T) B^T, h A^T) for 2-D x and h."""
+    w_t = _base_weight_t(weight, fan_in_fan_out)
+    out = torch.mm(x2, w_t) if bias is None else torch.addmm(bias, x2, w_t)
+    xa = torch.mm(h2, lora_a.t())
+    if out.dtype == lora_b.dtype:
+        out.addmm_(xa, lora_b.t(), alpha=scaling)
+    else:
+        out += (torch.mm(xa, lora_b.t()) * scaling).to(out.dtype)
+    return out, xa
+
+
 class _LoraLinearFn(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -46,15 +67,8 @@ class _LoraLinearFn(torch.autograd.Function):
     ) -> torch.Tensor:
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
-        h2 = x2 if h is None else h.reshape(-1, h.shape[-1])
-        h2 = h2.to(lora_a.dtype)
-        w_t = _base_weight_t(weight, fan_in_fan_out)
-        out = torch.mm(x2, w_t) if bias is None else torch.addmm(bias, x2, w_t)
-        xa = torch.mm(h2, lora_a.t())
-        if out.dtype == lora_b.dtype:
-            out.addmm_(xa, lora_b.t(), alpha=scaling)
-        else:
-            out += (torch.mm(xa, lora_b.t()) * scaling).to(out.dtype)
+        h2 = (x2 if h is None else h.reshape(-1, h.shape[-1])).to(lora_a.dtype)
+        out, xa = _fused_forward(x2, h2, weight, bias, lora_a, lora_b, scaling, fan_in_fan_out)
         ctx.save_for_backward(x2 if weight.requires_grad else None, h2, xa, weight, lora_a, lora_b)
         ctx.scaling, ctx.fan_in_fan_out, ctx.shared_input = scaling, fan_in_fan_out, h is None
         ctx.x_shape, ctx.h_dtype = x.shape, None if h is None else h.dtype
@@ -118,6 +132,13 @@ def lora_linear(
 ) -> torch.Tensor:
     """``base_layer(x) + scaling * (dropout(x) @ lora_a.T) @ lora_b.T`` as one autograd node."""
     h = None if isinstance(dropout, nn.Identity) else dropout(x)
+    if not torch.is_grad_enabled():  # inference: no autograd node, nothing saved
+        x2 = x.reshape(-1, x.shape[-1])
+        h2 = (x2 if h is None else h.reshape(-1, h.shape[-1])).to(lora_a.dtype)
+        out, _ = _fused_forward(
+            x2, h2, base_layer.weight, base_layer.bias, lora_a, lora_b, scaling, fan_in_fan_out
+        )
+        return out.reshape(*x.shape[:-1], out.shape[-1])
     return _LoraLinearFn.apply(
         x, h, base_layer.weight, base_layer.bias, lora_a, lora_b, scaling, fan_in_fan_out
     )

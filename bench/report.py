@@ -1,0 +1,161 @@
+"""BENCHMARKS.md and its PNG plots from the JSON the benchmarks wrote (bench/results/).
+
+Every figure, including the target check, is computed from those files; nothing is typed in.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+
+
+def step_time_plot(data: dict, out: Path) -> None:
+    models = list(data["results"])
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        timings = data["results"][model]["timings"]
+        full = timings["full"]["median_s"]
+        names = list(timings)
+        ratios = [timings[n]["median_s"] / full for n in names]
+        lo = [(timings[n]["median_s"] - timings[n]["min_s"]) / full for n in names]
+        colors = [
+            "tab:green" if n.startswith("lorakit") else "tab:orange" if n.startswith("peft") else "gray"
+            for n in names
+        ]
+        ax.barh(names, ratios, xerr=[lo, [0] * len(lo)], color=colors)
+        ax.axvline(1.0, color="k", lw=0.8)
+        ax.set_xlabel("median step time / full fine-tuning (bar to min)")
+        ax.set_title(f"{model}: one training step")
+        ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def accuracy_plot(data: dict, out: Path) -> None:
+    variants = data["results"]["sst2"]["variants"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, v in variants.items():
+        color = (
+            "tab:green" if name.startswith("lorakit") else "tab:orange" if name.startswith("peft") else "gray"
+        )
+        ax.scatter(v["trainable_params"], v["val_acc"], color=color, s=40)
+        ax.annotate(name, (v["trainable_params"], v["val_acc"]), textcoords="offset points", xytext=(5, -10))
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel("SST-2 validation accuracy")
+    ax.set_title("minilm-l6, same steps and data order")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS_LINE = "| target | measured | limit | met |"
+
+
+def target_rows(step: dict, infer: dict) -> list[str]:
+    rows = []
+    for model, res in step.get("results", {}).items():
+        r = res["ratios"]
+        for target_set in common.TARGET_SETS[model]:
+            limits = [("lorakit/peft", 0.92 if target_set != "all-linear" else 0.80)]
+            if target_set == "all-linear":
+                limits.append(("lorakit/full", 0.80))
+            for key, limit in limits:
+                value = r[f"{target_set}: {key}"]
+                met = _yes(value <= limit)
+                rows.append(f"| {model} {target_set} step, {key} | {value:.3f} | <= {limit} | {met} |")
+            mem = res.get("memory", {})
+            lk, pf = mem.get(f"lorakit/{target_set}"), mem.get(f"peft/{target_set}")
+            if lk and pf:
+                ok = lk["step_mib"] <= pf["step_mib"]
+                rows.append(
+                    f"| {model} {target_set} step peak MiB, lorakit vs peft | {lk['step_mib']:.0f} vs "
+                    f"{pf['step_mib']:.0f} | <= peft | {_yes(ok)} |"
+                )
+    for model, res in infer.get("results", {}).items():
+        qv = next(iter(common.TARGET_SETS[model]))
+        ratio = res["ratio_to_base"]
+        for name in (
+            f"merged/{qv}",
+            f"merged+unloaded/{qv}",
+            "merged/all-linear",
+            "merged+unloaded/all-linear",
+        ):
+            met = _yes(abs(ratio[name] - 1) <= 0.03)
+            rows.append(f"| {model} {name} forward / base | {ratio[name]:.3f} | 1.00 +- 0.03 | {met} |")
+        rows.append(
+            f"| {model} unmerged/{qv} forward / base | {ratio[f'unmerged/{qv}']:.3f} | <= 1.05 "
+            f"| {_yes(ratio[f'unmerged/{qv}'] <= 1.05)} |"
+        )
+    return rows
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def _load(name: str) -> dict:
+    path = common.RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _section(title: str, data: dict, md_name: str) -> list[str]:
+    if not data:
+        return [f"## {title}", "", "(not run)", ""]
+    m = data["machine"]
+    return [
+        f"## {title}",
+        "",
+        f"Machine: {m['platform']}, {m['processor']}, {m['cpu_count']} cores, torch {m['torch']}, "
+        f"{m['threads']} threads; load average at the end {m['loadavg'][0]:.2f}.",
+        "",
+        (common.RESULTS / md_name).read_text(),
+    ]
+
+
+def main() -> None:
+    res = common.RESULTS
+    step, infer, quality = _load("step_time.json"), _load("inference.json"), _load("quality.json")
+    if step:
+        step_time_plot(step, res / "step_time.png")
+    if quality and "sst2" in quality["results"]:
+        accuracy_plot(quality, res / "accuracy_vs_params.png")
+    lines = [
+        "# Benchmarks",
+        "",
+        "Regenerate everything with `make bench` (or run `bench/step_time.py`, `bench/inference.py`, "
+        "`bench/quality.py`, then `bench/report.py`). Variants are timed interleaved in one process on "
+        "the same batch; only ratios of medians inside one run are meaningful (the machine is shared, "
+        "absolute times vary between runs). `bench/profile_step.py` prints the torch.profiler table of "
+        "a step.",
+        "",
+        "## Targets",
+        "",
+        TARGETS_LINE,
+        "|---|---:|---:|---|",
+        *target_rows(step, infer),
+        "",
+        *_section("Training step time and memory", step, "step_time.md"),
+        "![step time](bench/results/step_time.png)" if step else "",
+        "",
+        *_section("Inference", infer, "inference.md"),
+        *_section("Quality at the same budget", quality, "quality.md"),
+        "![accuracy vs trainable parameters](bench/results/accuracy_vs_params.png)" if quality else "",
+        "",
+    ]
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
