@@ -16,6 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+# The benchmark machine is shared and often oversubscribed: OpenMP threads that spin while waiting
+# then burn the CPU the other thread needs, and single steps stall for 100+ ms. Sleeping waits give
+# stable, comparable timings. Every variant runs under the same setting; override by exporting it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import torch
 from torch import nn
 
@@ -170,6 +175,7 @@ def machine() -> dict[str, object]:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "loadavg": os.getloadavg(),
     }
 

@@ -15,6 +15,9 @@ import os
 import sys
 from pathlib import Path
 
+# Set before torch loads OpenMP; see common.py for why.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -6,8 +6,12 @@ python bench/profile_step.py --model minilm-l6 --targets all-linear --variants l
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+# Set before torch loads OpenMP; see common.py for why.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 from torch.profiler import ProfilerActivity, profile

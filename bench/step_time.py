@@ -21,6 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+# Set before torch loads OpenMP; see common.py for why.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -136,7 +139,7 @@ def markdown(results: dict[str, dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=list(common.MODELS), choices=common.MODELS)
-    ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default 15 / 8)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default 12 / 6)")
     ap.add_argument("--plain", action="store_true", help="also time lorakit with the fast path off")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-variant memory probes")
     ap.add_argument("--out", type=Path, default=common.RESULTS / "step_time.json")
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     results = {}
     for model in args.models:
-        repeats = args.repeats or (15 if model == "minilm-l6" else 8)
+        repeats = args.repeats or (12 if model == "minilm-l6" else 6)
         results[model] = time_model(model, repeats, args.plain)
         if not args.no_memory:
             results[model]["memory"] = memory_model(model, list(results[model]["timings"]))
