@@ -94,13 +94,16 @@ def lorakit_config(model: str, targets: list[str] | str, r: int = 8, dropout: fl
 
 
 def build(kind: str, model: str, base: nn.Module, targets: list[str] | str, r: int = 8) -> nn.Module:
-    """A deep copy of ``base`` prepared as ``kind``: "lorakit", "lorakit-plain", "peft" or "full".
+    """A deep copy of ``base`` prepared as ``kind``: "lorakit", "lorakit-plain", "peft", "full"
+    or "floor".
 
     "lorakit-plain" is lorakit with the fused fast path switched off (the straightforward formula)."""
     net = copy.deepcopy(base)
     if kind == "full":
         net.requires_grad_(True)
         return net
+    if kind == "floor":
+        return _floor(net, model)
     cfg = lorakit_config(model, targets, r)
     if kind in ("lorakit", "lorakit-plain"):
         lorakit.inject(net, cfg)
@@ -124,6 +127,17 @@ def build(kind: str, model: str, base: nn.Module, targets: list[str] | str, r: i
     raise SystemExit(f"unknown variant {kind!r}")
 
 
+def _floor(net: nn.Module, model: str) -> nn.Module:
+    """No adapter at all, only the first norm (and the head) trains: the gradient still flows back
+    through every frozen layer, so a step costs forward + input gradients, the floor under any LoRA."""
+    net.requires_grad_(False)
+    first_norm = next(p for n, p in net.named_parameters() if "norm" in n.lower())
+    first_norm.requires_grad_(True)
+    for name in head_names(model):
+        net.get_submodule(name).requires_grad_(True)
+    return net
+
+
 def optimizer(net: nn.Module, lr: float = 1e-4) -> torch.optim.Optimizer:
     params = [p for p in net.parameters() if p.requires_grad]
     return torch.optim.AdamW(params, lr=lr)
@@ -139,17 +153,23 @@ def train_step(net: nn.Module, opt: torch.optim.Optimizer, batch: dict[str, torc
 
 @dataclass
 class Timing:
+    """Wall-clock seconds per call, and CPU seconds (all threads) per call."""
+
     times: list[float]
+    cpu: list[float]
 
     @property
     def median(self) -> float:
         return statistics.median(self.times)
 
     def summary(self) -> dict[str, float]:
-        return {"median_s": self.median, "min_s": min(self.times), "max_s": max(self.times), "n": len(self)}
-
-    def __len__(self) -> int:
-        return len(self.times)
+        return {
+            "median_s": self.median,
+            "min_s": min(self.times),
+            "max_s": max(self.times),
+            "cpu_median_s": statistics.median(self.cpu),
+            "n": len(self.times),
+        }
 
 
 def interleave(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, Timing]:
@@ -158,13 +178,14 @@ def interleave(fns: dict[str, Callable[[], object]], repeats: int, warmup: int =
     for _ in range(warmup):
         for n in names:
             fns[n]()
-    out = {n: Timing([]) for n in names}
+    out = {n: Timing([], []) for n in names}
     for i in range(repeats):
         order = names[i % len(names) :] + names[: i % len(names)]
         for n in order:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fns[n]()
             out[n].times.append(time.perf_counter() - t0)
+            out[n].cpu.append(time.process_time() - c0)
     return out
 
 

@@ -44,6 +44,7 @@ def build_variants(model: str, plain: bool) -> dict[str, tuple[torch.nn.Module, 
         for kind in [*KINDS, "lorakit-plain"] if plain else KINDS:
             out[variant_name(kind, target_set)] = common.build(kind, model, base, targets)
     out["full"] = common.build("full", model, base, None)
+    out["floor"] = common.build("floor", model, base, None)
     variants = {}
     for name, net in out.items():
         net.train()
@@ -66,11 +67,17 @@ def time_model(model: str, repeats: int, plain: bool) -> dict[str, object]:
         ratios[f"{target_set}: lorakit/peft"] = lk / pf
         ratios[f"{target_set}: lorakit/full"] = lk / med["full"]
         ratios[f"{target_set}: peft/full"] = pf / med["full"]
+    cpu = {n: t.summary()["cpu_median_s"] for n, t in timings.items()}
+    cpu_ratios = {}
+    for target_set in common.TARGET_SETS[model]:
+        cpu_ratios[f"{target_set}: lorakit/peft"] = cpu[f"lorakit/{target_set}"] / cpu[f"peft/{target_set}"]
+        cpu_ratios[f"{target_set}: lorakit/full"] = cpu[f"lorakit/{target_set}"] / cpu["full"]
     return {
         "shape": common.SHAPES[model],
         "first_step_loss": losses,
         "timings": {n: t.summary() for n, t in timings.items()},
         "ratios": ratios,
+        "cpu_ratios": cpu_ratios,
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
     }
@@ -120,18 +127,22 @@ def markdown(results: dict[str, dict]) -> str:
         lines += [
             f"### {model} (batch {b}, length {t}; load {res['loadavg_before'][0]:.2f})",
             "",
-            "| variant | median s | min s | max s | vs full | step peak MiB |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| variant | median s | min s | max s | vs full | CPU s (median) | step peak MiB |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         full = res["timings"]["full"]["median_s"]
         for name, t in res["timings"].items():
             mem = res.get("memory", {}).get(name, {}).get("step_mib", float("nan"))
             lines.append(
                 f"| {name} | {t['median_s']:.3f} | {t['min_s']:.3f} | {t['max_s']:.3f} "
-                f"| {t['median_s'] / full:.2f}x | {mem:.0f} |"
+                f"| {t['median_s'] / full:.2f}x | {t['cpu_median_s']:.3f} | {mem:.0f} |"
             )
-        lines += ["", "| ratio of medians | value |", "|---|---:|"]
-        lines += [f"| {k} | {v:.3f} |" for k, v in res["ratios"].items()]
+        lines += ["", "| ratio of medians | wall | CPU |", "|---|---:|---:|"]
+        cpu = res["cpu_ratios"]
+        lines += [
+            f"| {k} | {v:.3f} | {cpu[k]:.3f} |" if k in cpu else f"| {k} | {v:.3f} | |"
+            for k, v in res["ratios"].items()
+        ]
         lines.append("")
     return "\n".join(lines)
 
