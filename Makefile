@@ -34,6 +34,8 @@ bench: $(STAMP)
 	$(PY) bench/step_time.py
 	$(PY) bench/inference.py
 	$(PY) bench/quality.py
+	$(PY) bench/profile_step.py --targets query+value --variants lorakit peft floor \
+		--out bench/results/profile_minilm-l6_query+value.md
 	$(PY) bench/report.py
 
 demo: $(STAMP)

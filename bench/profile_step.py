@@ -32,7 +32,7 @@ def profile_variant(kind: str, model: str, base: torch.nn.Module, targets, steps
         for _ in range(steps):
             common.train_step(net, opt, batch)
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
-    return f"## {kind} ({model}, {targets}, {steps} steps)\n\n```\n{table}\n```\n"
+    return f"#### {kind} ({model}, {targets}, {steps} steps)\n\n```\n{table}\n```\n"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -124,6 +124,22 @@ def _section(title: str, data: dict, md_name: str) -> list[str]:
     ]
 
 
+def _profiles() -> list[str]:
+    files = sorted(common.RESULTS.glob("profile_*.md"))
+    if not files:
+        return []
+    out = [
+        "## Where the time goes (torch.profiler, `bench/profile_step.py`)",
+        "",
+        "`floor` is the same model with no adapter where only the first norm trains: every layer still "
+        "computes its input gradient, which any LoRA step must do too.",
+        "",
+    ]
+    for f in files:
+        out += [f"### {f.stem.removeprefix('profile_')}", "", f.read_text(), ""]
+    return out
+
+
 def main() -> None:
     res = common.RESULTS
     step, infer, quality = _load("step_time.json"), _load("inference.json"), _load("quality.json")
@@ -153,6 +169,7 @@ def main() -> None:
         *_section("Quality at the same budget", quality, "quality.md"),
         "![accuracy vs trainable parameters](bench/results/accuracy_vs_params.png)" if quality else "",
         "",
+        *_profiles(),
     ]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))
 
