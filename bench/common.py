@@ -93,7 +93,9 @@ def lorakit_config(model: str, targets: list[str] | str, r: int = 8, dropout: fl
     )
 
 
-def build(kind: str, model: str, base: nn.Module, targets: list[str] | str, r: int = 8) -> nn.Module:
+def build(
+    kind: str, model: str, base: nn.Module, targets: list[str] | str, r: int = 8, dropout: float = 0.0
+) -> nn.Module:
     """A deep copy of ``base`` prepared as ``kind``: "lorakit", "lorakit-plain", "peft", "full"
     or "floor".
 
@@ -104,7 +106,7 @@ def build(kind: str, model: str, base: nn.Module, targets: list[str] | str, r: i
         return net
     if kind == "floor":
         return _floor(net, model)
-    cfg = lorakit_config(model, targets, r)
+    cfg = lorakit_config(model, targets, r, dropout)
     if kind in ("lorakit", "lorakit-plain"):
         lorakit.inject(net, cfg)
         for m in net.modules():
@@ -119,7 +121,7 @@ def build(kind: str, model: str, base: nn.Module, targets: list[str] | str, r: i
         pcfg = LoraConfig(
             r=r,
             lora_alpha=2 * r,
-            lora_dropout=0.0,
+            lora_dropout=dropout,
             target_modules=names,
             modules_to_save=head_names(model) or None,
         )

@@ -165,6 +165,7 @@ def main() -> None:
         *_section("Training step time and memory", step, "step_time.md"),
         "![step time](bench/results/step_time.png)" if step else "",
         "",
+        *_section("Adapter dropout > 0 (minilm-l6)", _load("step_time_dropout.json"), "step_time_dropout.md"),
         *_section("Inference", infer, "inference.md"),
         *_section("Quality at the same budget", quality, "quality.md"),
         "![accuracy vs trainable parameters](bench/results/accuracy_vs_params.png)" if quality else "",

@@ -37,9 +37,15 @@ def variant_name(kind: str, target_set: str) -> str:
     return "full" if kind == "full" else f"{kind}/{target_set}"
 
 
-def build_variants(model: str, plain: bool) -> dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]]:
+def build_variants(
+    model: str, plain: bool, dropout: float
+) -> dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]]:
     base = common.load_base(model)
     out = {}
+    if dropout > 0:  # only the adapters' dropout is on; the model's own stays off as everywhere here
+        targets = common.TARGET_SETS[model]["all-linear"]
+        for kind in ("lorakit", "peft"):
+            out[f"{kind}+dropout/all-linear"] = common.build(kind, model, base, targets, dropout=dropout)
     for target_set, targets in common.TARGET_SETS[model].items():
         for kind in [*KINDS, "lorakit-plain"] if plain else KINDS:
             out[variant_name(kind, target_set)] = common.build(kind, model, base, targets)
@@ -53,8 +59,8 @@ def build_variants(model: str, plain: bool) -> dict[str, tuple[torch.nn.Module, 
     return variants
 
 
-def time_model(model: str, repeats: int, plain: bool) -> dict[str, object]:
-    variants = build_variants(model, plain)
+def time_model(model: str, repeats: int, plain: bool, dropout: float) -> dict[str, object]:
+    variants = build_variants(model, plain, dropout)
     batch = common.make_batch(model, next(iter(variants.values()))[0])
     losses = {n: common.train_step(net, opt, batch) for n, (net, opt) in variants.items()}
     fns = {n: (lambda v=v: common.train_step(v[0], v[1], batch)) for n, v in variants.items()}
@@ -67,6 +73,10 @@ def time_model(model: str, repeats: int, plain: bool) -> dict[str, object]:
         ratios[f"{target_set}: lorakit/peft"] = lk / pf
         ratios[f"{target_set}: lorakit/full"] = lk / med["full"]
         ratios[f"{target_set}: peft/full"] = pf / med["full"]
+    if dropout > 0:
+        lk, pf = med["lorakit+dropout/all-linear"], med["peft+dropout/all-linear"]
+        ratios["all-linear+dropout: lorakit/peft"] = lk / pf
+        ratios["all-linear+dropout: lorakit/lorakit without dropout"] = lk / med["lorakit/all-linear"]
     cpu = {n: t.summary()["cpu_median_s"] for n, t in timings.items()}
     cpu_ratios = {}
     for target_set in common.TARGET_SETS[model]:
@@ -152,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", nargs="+", default=list(common.MODELS), choices=common.MODELS)
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default 12 / 6)")
     ap.add_argument("--plain", action="store_true", help="also time lorakit with the fast path off")
+    ap.add_argument("--dropout", type=float, default=0.0, help="also time all-linear with this dropout")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-variant memory probes")
     ap.add_argument("--out", type=Path, default=common.RESULTS / "step_time.json")
     ap.add_argument("--probe", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
@@ -163,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for model in args.models:
         repeats = args.repeats or (12 if model == "minilm-l6" else 6)
-        results[model] = time_model(model, repeats, args.plain)
+        results[model] = time_model(model, repeats, args.plain, args.dropout)
         if not args.no_memory:
             results[model]["memory"] = memory_model(model, list(results[model]["timings"]))
         print(markdown({model: results[model]}), flush=True)
