@@ -32,7 +32,7 @@ format: $(STAMP)
 # Benchmarks (minutes; not part of `make test`): tables and plots land in bench/results/.
 bench: $(STAMP)
 	$(PY) bench/step_time.py
-	$(PY) bench/step_time.py --models minilm-l6 --dropout 0.1 --no-memory --out bench/results/step_time_dropout.json
+	$(PY) bench/step_time.py --models minilm-l6 --dropout 0.1 --no-memory --repeats 8 --out bench/results/step_time_dropout.json
 	$(PY) bench/inference.py
 	$(PY) bench/quality.py
 	$(PY) bench/profile_step.py --targets query+value --variants lorakit peft floor \

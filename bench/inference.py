@@ -66,6 +66,7 @@ def bench_model(model: str, repeats: int) -> dict[str, object]:
     load_before = os.getloadavg()
     timings = common.interleave({n: (lambda m=m: forward(m)) for n, m in nets.items()}, repeats)
     base_med = timings["base"].median
+    base_cpu = timings["base"].summary()["cpu_median_s"]
     tokens = batch["input_ids"].numel()
     return {
         "shape": common.SHAPES[model],
@@ -73,6 +74,7 @@ def bench_model(model: str, repeats: int) -> dict[str, object]:
         "timings": {n: t.summary() for n, t in timings.items()},
         "tokens_per_s": {n: tokens / t.median for n, t in timings.items()},
         "ratio_to_base": {n: t.median / base_med for n, t in timings.items()},
+        "cpu_ratio_to_base": {n: t.summary()["cpu_median_s"] / base_cpu for n, t in timings.items()},
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
     }
@@ -85,13 +87,14 @@ def markdown(results: dict[str, dict]) -> str:
         lines += [
             f"### {model} forward (batch {b}, length {t}; load {res['loadavg_before'][0]:.2f})",
             "",
-            "| variant | median ms | min ms | tokens/s | vs base |",
-            "|---|---:|---:|---:|---:|",
+            "| variant | median ms | min ms | tokens/s | vs base | CPU vs base |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for name, tm in res["timings"].items():
             lines.append(
                 f"| {name} | {tm['median_s'] * 1e3:.1f} | {tm['min_s'] * 1e3:.1f} "
-                f"| {res['tokens_per_s'][name]:.0f} | {res['ratio_to_base'][name]:.3f} |"
+                f"| {res['tokens_per_s'][name]:.0f} | {res['ratio_to_base'][name]:.3f} "
+                f"| {res['cpu_ratio_to_base'][name]:.3f} |"
             )
         lines.append("")
     return "\n".join(lines)
