@@ -99,6 +99,16 @@ def target_rows(step: dict, infer: dict) -> list[str]:
             for key, limit in limits:
                 k = f"{target_set}: {key}"
                 rows.append(_row(f"{model} {k}", wall[k], cpu[k], f"<= {limit}", lambda v, m=limit: v <= m))
+            t = res["timings"]
+            if "floor" in t:  # no LoRA at all: the best any adapter implementation could reach
+                pf = t[f"peft/{target_set}"]
+                fw, fc = (
+                    t["floor"]["median_s"] / pf["median_s"],
+                    t["floor"]["cpu_median_s"] / pf["cpu_median_s"],
+                )
+                rows.append(
+                    f"| {model} {target_set}: floor/peft (bound, no adapter) | {fw:.3f} | {fc:.3f} | | | |"
+                )
             mem = res.get("memory", {})
             lk, pf = mem.get(f"lorakit/{target_set}"), mem.get(f"peft/{target_set}")
             if lk and pf:
