@@ -80,6 +80,14 @@ than query+value. On query+value PEFT is already close to the floor (only 2 of t
 a block carry an adapter), which bounds how far below PEFT any honest implementation can go:
 see the profile tables at the end. `CPU` columns are process CPU seconds per step (all threads);
 they are less sensitive than wall time to other jobs on the shared machine.
+
+Reading the target table: these runs shared 2 cores with other jobs (load average 6 to 11), so
+single wall-clock steps varied by 2x; a wall "yes" that the CPU column contradicts (or the
+reverse) is noise. Where the `floor/peft` bound is itself above the limit, the target cannot be
+met by an adapter implementation that does all the work; the profile tables show that the
+frozen model's own matrix products (`addmm`/`mm`) take most of a step. Adapter dropout > 0 takes
+the same fused node with a separate dropout mask (one extra full-size copy of the input and a
+separate input gradient); see its table for the cost on this machine.
 """
 TARGETS_LINE = "| target | wall ratio | CPU ratio | limit | met (wall) | met (CPU) |"
 
