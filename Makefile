@@ -29,6 +29,16 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests bench
 	$(VENV)/bin/ruff check --fix src tests bench
 
+# Benchmarks (minutes; not part of `make test`): tables and plots land in bench/results/.
+bench: $(STAMP)
+	$(PY) bench/step_time.py
+	$(PY) bench/step_time.py --models minilm-l6 --dropout 0.1 --no-memory --repeats 8 --out bench/results/step_time_dropout.json
+	$(PY) bench/inference.py
+	$(PY) bench/quality.py
+	$(PY) bench/profile_step.py --targets query+value --variants lorakit peft floor \
+		--out bench/results/profile_minilm-l6_query+value.md
+	$(PY) bench/report.py
+
 demo: $(STAMP)
 	$(PY) -m lorakit.demo
 

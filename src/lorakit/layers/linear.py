@@ -7,6 +7,7 @@ from torch import nn
 
 from lorakit.layers.base import init_lora_a
 from lorakit.layers.dense import base_device, is_conv1d, linear_features
+from lorakit.layers.fast_linear import can_fuse, lora_linear
 from lorakit.layers.variants import drop_variants
 
 
@@ -30,6 +31,8 @@ class LoraLinear(nn.Module):
         # Variant state (layers/variants.py): DoRA magnitudes, and the initial factors of pissa/olora.
         self.lora_magnitude_vector = nn.ModuleDict()
         self.residual_origin = nn.ModuleDict()
+        self.fast_path = True
+        """Compute base + one unmerged adapter as a single fused autograd node (same result)."""
 
     def add_adapter(self, name: str, r: int, alpha: float, scaling: float, dropout: float, init: str) -> None:
         factory = {"device": base_device(self.base_layer), "dtype": torch.float32}
@@ -58,6 +61,15 @@ class LoraLinear(nn.Module):
         return delta.T if self.fan_in_fan_out else delta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pending = [] if self.disabled else [n for n in self.active_adapters if n not in self.merged_adapters]
+        # One plain (non-DoRA) adapter: one fused autograd node computes base + update.
+        fusable = len(pending) == 1 and pending[0] not in self.lora_magnitude_vector
+        if self.fast_path and fusable and can_fuse(self.base_layer, x):
+            name = pending[0]
+            a, b = self.lora_A[name].weight, self.lora_B[name].weight
+            return lora_linear(
+                x, self.base_layer, self.fan_in_fan_out, a, b, self.scaling[name], self.lora_dropout[name]
+            )
         result = self.base_layer(x)
         if self.disabled:
             return result

