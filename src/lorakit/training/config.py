@@ -108,8 +108,8 @@ class LoraSection(Section):
 
 
 class TrainSection(Section):
-    epochs: float = Field(default=3, gt=0)
-    """Passes over the training data (fractions allowed); max_steps wins when set."""
+    epochs: float | None = Field(default=3, gt=0)
+    """Passes over the training data (fractions allowed); max_steps wins when set (then null is fine)."""
     max_steps: int | None = Field(default=None, ge=1)
     """Total optimizer steps; overrides epochs."""
     batch_size: int = Field(default=16, ge=1)
@@ -215,6 +215,13 @@ class RunConfig(Section):
     def _check_combinations(self) -> RunConfig:
         if self.data.validation and self.data.validation_split:
             raise ValueError("set data.validation or data.validation_split, not both")
+        if self.train.max_steps is None and self.train.epochs is None:
+            raise ValueError("train.max_steps and train.epochs are both null; set one of them")
+        if self.train.precision == "fp16" and self.train.device in ("cpu", "mps"):
+            raise ValueError(
+                f"train.precision = 'fp16' needs a CUDA device, but train.device = {self.train.device!r}; "
+                "use bf16 or fp32"
+            )
         if self.task == "causal_lm" and self.data.text_pair_field:
             raise ValueError("data.text_pair_field only applies to task classification")
         return self
