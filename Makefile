@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install -q -c constraints-cpu.txt
 
-.PHONY: install test lint format demo bench fuzz clean
+.PHONY: install test lint format demo bench fuzz crash clean
 
 install: $(STAMP)
 
@@ -48,6 +48,14 @@ demo: $(STAMP)
 fuzz: $(STAMP)
 	mkdir -p build
 	$(PY) -m bench.fuzz_campaign --cases 5000 --seed 0 --peft --json build/fuzz-figures.json
+
+# Crash campaign (issue 7): SIGKILL `lorakit train --resume` 20 times at random moments (mid
+# checkpoint write, mid step, during start-up), then let it finish. Prints the figures; fails
+# unless every resume took the newest complete checkpoint, every leftover was cleaned and every
+# checkpoint and the final adapter are byte-identical to an uninterrupted run.
+crash: $(STAMP)
+	mkdir -p build
+	$(PY) -m bench.crash_campaign --kills 20 --seed 0 --json build/crash-figures.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info

@@ -37,3 +37,7 @@ class DataError(LorakitError):
 
 class TrainingDiverged(LorakitError):
     """The loss became NaN or Inf; training stopped."""
+
+
+class CheckpointError(LorakitError):
+    """A checkpoint could not be written (disk full, ...); the previous one is left as it was."""

@@ -1,7 +1,10 @@
 """Resumable checkpoints: safetensors for tensors, JSON for the rest, never a pickle.
 
 A checkpoint is written into ``checkpoints/.tmp-step-N-PID`` and renamed to ``step-N`` when
-every file is on disk, so a directory named ``step-N`` is always complete.
+every file is on disk (fsynced, and the folder entry too), so a directory named ``step-N`` is
+always complete. Replacing or pruning a checkpoint first renames it to ``.old-step-N-PID`` /
+``.del-step-N-PID``, so a process killed at any moment leaves either the complete checkpoint or
+a dot-folder that ``list_checkpoints`` recognises: it puts a lone ``.old`` back and removes the rest.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from torch import nn
 
 from lorakit.adapter_io import adapter_payload, write_adapter
 from lorakit.distributed import copy_full_into, full_tensor, reshard_optimizer_state
-from lorakit.errors import LorakitError
+from lorakit.errors import AdapterFileError, CheckpointError, LorakitError, TrainingDiverged
 
 STEP_DIR = re.compile(r"step-(\d+)")
+LEFTOVER = re.compile(r"\.(tmp|old|del)-step-(\d+)-\d+")
 TRAINER_STATE = "trainer_state.json"
 
 
@@ -35,6 +39,15 @@ def _fsync_tree(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (a crash of the machine, not just the process)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -90,12 +103,54 @@ def save_checkpoint(
     only ``is_main`` writes.
     """
     trainable = trainable_tensors(model)
+    bad = [n for n, t in trainable.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        # Never let a checkpoint hold NaN/Inf weights: the newest one must stay a good one.
+        raise TrainingDiverged(
+            f"trainable weights are not finite at step {step} (e.g. {bad[0]}); checkpoint not written. "
+            f"Last good checkpoint: {_newest(root)}"
+        )
     opt_tensors, opt_meta = optimizer_payload(optimizer)
     adapter = adapter_payload(model)
     if not is_main:
         return None
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-step-{step}-{os.getpid()}"
+    try:
+        _write_files(tmp, trainable, opt_tensors, opt_meta, adapter, trainer_state, extra_files or {})
+    except (OSError, AdapterFileError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        cause = e if isinstance(e, OSError) else e.__cause__
+        reason = getattr(cause, "strerror", None) or str(e)
+        raise CheckpointError(
+            f"cannot write checkpoint step-{step} in {root} ({reason}); nothing was replaced. "
+            f"Last complete checkpoint: {_newest(root)}"
+        ) from e
+    final = root / f"step-{step}"
+    if final.exists():
+        old = root / f".old-step-{step}-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(root)
+    for stale in list_checkpoints(root)[:-keep]:
+        doomed = root / f".del-{stale.name}-{os.getpid()}"
+        os.replace(stale, doomed)  # atomic: a half-deleted folder never looks like a checkpoint
+        shutil.rmtree(doomed, ignore_errors=True)
+    return final
+
+
+def _write_files(
+    tmp: Path,
+    trainable: dict[str, torch.Tensor],
+    opt_tensors: dict[str, torch.Tensor],
+    opt_meta: dict[str, Any],
+    adapter: Any,
+    trainer_state: dict[str, Any],
+    extra_files: dict[str, str],
+) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_file(trainable, str(tmp / "trainable.safetensors"))
@@ -105,34 +160,53 @@ def save_checkpoint(
     save_file(rng_tensors, str(tmp / "rng.safetensors"))
     _write_json(tmp / "rng.json", rng_meta)
     write_adapter(adapter, tmp / "adapter")
-    for name, text in (extra_files or {}).items():
+    for name, text in extra_files.items():
         (tmp / "adapter" / name).write_text(text, encoding="utf-8")
-    _write_json(tmp / TRAINER_STATE, trainer_state)
+    _write_json(tmp / TRAINER_STATE, trainer_state)  # last: its presence marks the folder complete
     _fsync_tree(tmp)
-    final = root / f"step-{step}"
-    if final.exists():
-        old = root / f".old-step-{step}-{os.getpid()}"
-        os.replace(final, old)
-        shutil.rmtree(old)
-    os.replace(tmp, final)
-    for stale in list_checkpoints(root)[:-keep]:
-        shutil.rmtree(stale, ignore_errors=True)
-    return final
+
+
+def _newest(root: Path) -> str:
+    found = list_checkpoints(root)
+    return str(found[-1]) if found else "none"
 
 
 def list_checkpoints(root: Path) -> list[Path]:
-    """Complete checkpoints, oldest first. Leftover temporary folders are removed."""
+    """Complete checkpoints, oldest first, after ``recover_leftovers``."""
     if not root.is_dir():
         return []
+    recover_leftovers(root)
     found = []
     for child in root.iterdir():
-        if child.name.startswith((".tmp-step-", ".old-step-")):
-            shutil.rmtree(child, ignore_errors=True)
-            continue
         m = STEP_DIR.fullmatch(child.name)
         if m and (child / TRAINER_STATE).is_file():
             found.append((int(m.group(1)), child))
     return [p for _, p in sorted(found)]
+
+
+def recover_leftovers(root: Path) -> list[str]:
+    """Tidy what a killed writer left in ``root``; returns the names removed or put back.
+
+    A complete ``.old-step-N`` whose ``step-N`` is missing was being replaced when the process
+    died: it is the checkpoint, so it is renamed back. Temporary, doomed and incomplete folders go.
+    """
+    touched = []
+    for child in sorted(root.iterdir()):
+        m = LEFTOVER.fullmatch(child.name)
+        step_dir = STEP_DIR.fullmatch(child.name)
+        try:
+            if m and m.group(1) == "old" and (child / TRAINER_STATE).is_file():
+                final = root / f"step-{m.group(2)}"
+                if not final.exists():
+                    os.replace(child, final)
+                    touched.append(child.name)
+                    continue
+            if m or (step_dir and child.is_dir() and not (child / TRAINER_STATE).is_file()):
+                shutil.rmtree(child)
+                touched.append(child.name)
+        except FileNotFoundError:  # another rank of the same job tidied it first
+            continue
+    return touched
 
 
 def read_trainer_state(folder: Path) -> dict[str, Any]:

@@ -108,8 +108,8 @@ class LoraSection(Section):
 
 
 class TrainSection(Section):
-    epochs: float = Field(default=3, gt=0)
-    """Passes over the training data (fractions allowed); max_steps wins when set."""
+    epochs: float | None = Field(default=3, gt=0)
+    """Passes over the training data (fractions allowed); max_steps wins when set (then null is fine)."""
     max_steps: int | None = Field(default=None, ge=1)
     """Total optimizer steps; overrides epochs."""
     batch_size: int = Field(default=16, ge=1)
@@ -194,16 +194,44 @@ class RunConfig(Section):
     """Where adapter/, checkpoints/, metrics.jsonl, summary.json and plots go."""
     resume: Literal["never", "auto"] = "never"
     """auto: continue from the newest complete checkpoint in output_dir when there is one."""
+    resume_allow_changes: list[str] = Field(default_factory=list)
+    """Keys (e.g. [train.lr]) that may differ from the checkpoint's config on resume; any other
+    change that affects training is refused (see lorakit/training/drift.py)."""
 
     @field_validator("resume", mode="before")
     @classmethod
     def _resume_bool(cls, v: object) -> object:
         return {True: "auto", False: "never"}.get(v, v) if isinstance(v, bool) else v
 
+    @field_validator("resume_allow_changes")
+    @classmethod
+    def _known_keys(cls, v: list[str]) -> list[str]:
+        for key in v:
+            if not _is_key(RunConfig, key.split(".")):
+                raise ValueError(f"{key!r} is not a config key (write dotted paths such as train.lr)")
+        return v
+
     @model_validator(mode="after")
     def _check_combinations(self) -> RunConfig:
         if self.data.validation and self.data.validation_split:
             raise ValueError("set data.validation or data.validation_split, not both")
+        if self.train.max_steps is None and self.train.epochs is None:
+            raise ValueError("train.max_steps and train.epochs are both null; set one of them")
+        if self.train.precision == "fp16" and self.train.device in ("cpu", "mps"):
+            raise ValueError(
+                f"train.precision = 'fp16' needs a CUDA device, but train.device = {self.train.device!r}; "
+                "use bf16 or fp32"
+            )
         if self.task == "causal_lm" and self.data.text_pair_field:
             raise ValueError("data.text_pair_field only applies to task classification")
         return self
+
+
+def _is_key(model: type[BaseModel], parts: list[str]) -> bool:
+    field = model.model_fields.get(parts[0])
+    if field is None:
+        return False
+    if len(parts) == 1:
+        return True
+    ann = field.annotation
+    return isinstance(ann, type) and issubclass(ann, BaseModel) and _is_key(ann, parts[1:])

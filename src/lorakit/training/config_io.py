@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +91,24 @@ def validate_config(data: dict[str, Any], source: str = "config") -> RunConfig:
         raise ConfigError(f"{source}: {format_validation_error(e)}") from None
 
 
+# pydantic names the member of a union it tried (``str``, ``list[str]``) inside an error's location.
+_UNION_TAG = re.compile(r"str|int|float|bool|none|\w+\[.*\]")
+
+
 def format_validation_error(err: ValidationError) -> str:
-    """One line per problem: key path, bad value, what is allowed (and a suggestion for typos)."""
-    lines = []
+    """One line per problem: key path, bad value, what is allowed (and a suggestion for typos).
+
+    The errors pydantic reports for each member of a union (``targets: list[str] | str``) are one
+    problem of one key, so they make one line.
+    """
+    grouped: dict[tuple[str, ...], list[Any]] = {}
     for item in err.errors():
-        loc = [str(x) for x in item["loc"]]
+        loc = tuple(str(x) for x in item["loc"] if not _UNION_TAG.fullmatch(str(x)))
+        grouped.setdefault(loc, []).append(item)
+    lines = []
+    for loc_tuple, items in grouped.items():
+        loc = list(loc_tuple)
+        item = items[0]
         path = ".".join(loc) or "(top level)"
         kind = item["type"]
         if kind == "extra_forbidden":
@@ -107,7 +121,7 @@ def format_validation_error(err: ValidationError) -> str:
         elif kind == "value_error" and not loc:
             lines.append(item["msg"].removeprefix("Value error, "))
         else:
-            msg = item["msg"].removeprefix("Value error, ")
+            msg = " or ".join(dict.fromkeys(i["msg"].removeprefix("Value error, ") for i in items))
             lines.append(f"{path} = {item.get('input')!r} is invalid: {msg}")
     return "\n  ".join(lines) if len(lines) == 1 else "\n  " + "\n  ".join(lines)
 

@@ -28,7 +28,9 @@ from lorakit.tasks.common import write_task_file
 from lorakit.training.checkpoint import list_checkpoints, restore_checkpoint, save_checkpoint
 from lorakit.training.config import RunConfig
 from lorakit.training.config_io import save_config
+from lorakit.training.drift import check_resume_base, check_resume_config
 from lorakit.training.plots import write_plots
+from lorakit.training.recovery import clean_leftovers
 from lorakit.training.reporting import Reporter
 from lorakit.training.setup import Run, TrainState, setup_run
 
@@ -51,18 +53,25 @@ def train(config: RunConfig) -> dict[str, Any]:
 
 def _train(config: RunConfig) -> dict[str, Any]:
     start = time.perf_counter()
+    allowed_changes = check_resume_config(config)  # before anything heavy loads
     run = setup_run(config)
     is_main = run.dist.is_main
     reporter = Reporter(run.output_dir, is_main)
+    leftovers: list[str] = []
     if is_main:
         run.output_dir.mkdir(parents=True, exist_ok=True)
+        leftovers = clean_leftovers(run.output_dir)
         save_config(config, run.output_dir / "config.yaml")
     resumed = maybe_resume(run)
     if not resumed and is_main:
         clear_stale_outputs(run.output_dir, reporter)
     reporter.start(run.state.step, run.total_steps)
+    if leftovers:
+        reporter.say(f"removed {len(leftovers)} leftover(s) of an interrupted run: {', '.join(leftovers)}")
     if resumed:
         reporter.say(f"resumed from {resumed} (step {run.state.step})")
+        for change in allowed_changes:
+            reporter.say(f"resume_allow_changes: {change}")
     status, error = "completed", None
     try:
         status = training_loop(run, reporter)
@@ -93,6 +102,7 @@ def maybe_resume(run: Run) -> Path | None:
     found = list_checkpoints(run.output_dir / "checkpoints")
     if not found:
         return None
+    check_resume_base(found[-1], adapter_payload(run.model).metadata, run.config)
     state = restore_checkpoint(found[-1], run.model, run.optimizer)
     run.state = TrainState(**state["train_state"])
     if run.scaler is not None and state.get("scaler"):
@@ -204,7 +214,12 @@ def train_step(run: Run, micro_batches: list[list[int]], reporter: Reporter) -> 
     if run.scaler:
         run.scaler.unscale_(run.optimizer)
     if run.config.train.max_grad_norm:
-        torch.nn.utils.clip_grad_norm_(params, run.config.train.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(params, run.config.train.max_grad_norm)
+        if run.scaler is None and not torch.isfinite(norm):  # the fp16 scaler skips such steps itself
+            raise TrainingDiverged(
+                f"the gradient norm is {float(norm)} at step {run.state.step + 1}; training stopped "
+                f"before the update. Last good checkpoint: {last_checkpoint(run)}."
+            )
     if run.scaler:
         run.scaler.step(run.optimizer)
         run.scaler.update()
