@@ -95,7 +95,7 @@ def base_config(spec: str, infos: list[dict[str, Any]]) -> RunConfig:
     """The run config that builds the base: --base as YAML, or the inputs' task with --base as model."""
     from lorakit.training.config_io import load_config, validate_config
 
-    tasks = {i["task"] for i in infos}
+    tasks = {i["task"] for i in infos if i["task"]}
     if len(tasks) > 1:
         raise ConfigError(f"the adapters were trained for different tasks: {sorted(map(str, tasks))}")
     if spec.endswith((".yaml", ".yml")):
@@ -103,7 +103,7 @@ def base_config(spec: str, infos: list[dict[str, Any]]) -> RunConfig:
         if tasks and config.task not in tasks:
             raise ConfigError(f"--base {spec} is for task {config.task!r}, the adapters for {tasks.pop()!r}")
         return config
-    task = tasks.pop()
+    task = tasks.pop() if tasks else None
     if task is None:
         raise ConfigError("cannot tell the adapters' task; pass --base CONFIG.yaml (a run config)")
     data = next((i["config"] for i in infos if "config" in i), {"task": task})
