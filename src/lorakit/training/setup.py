@@ -26,6 +26,7 @@ from lorakit.quant.model import QuantReport, quantize_model
 from lorakit.tasks import DEFAULT_METRIC, TASK_METRICS, Task, build_task, labels_for
 from lorakit.tasks.common import feature_length, read_task_file
 from lorakit.training.config import RunConfig
+from lorakit.training.memory import release_freed_memory
 from lorakit.training.optim import Schedule, build_optimizer, build_schedule
 
 
@@ -127,7 +128,9 @@ def quantize_base(config: RunConfig, task: Task, model: nn.Module) -> QuantRepor
     """Quantize the frozen base as ``config.quantize`` says; the task's trainable head stays float."""
     if config.quantize is None:
         return None
-    return quantize_model(model, config.quantize.to_quant_config(task.head_modules(model)))
+    report = quantize_model(model, config.quantize.to_quant_config(task.head_modules(model)))
+    release_freed_memory()  # the float weights are gone; let the resident size show it
+    return report
 
 
 def prepare_model(config: RunConfig, task: Task, device: torch.device) -> tuple[nn.Module, LoraConfig]:
