@@ -161,3 +161,18 @@ def test_bad_variant_values_exit_2(
     assert main(["train", str(cfg), override]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_classification_head_stays_float(tmp_path: Path, tiny_dirs: dict[str, Path]) -> None:
+    from lorakit.quant import is_quantized
+
+    cfg = write_run(
+        tmp_path, "classification", tiny_dirs["bert"], max_steps=2, eval_every=None, save_every=None
+    )
+    assert main(["train", str(cfg), "quantize={method: int8, skip: [pooler.dense]}"]) == 0
+    _, model, config = load_for_inference(None, tmp_path / "run" / "adapter")
+    assert config.quantize is not None and config.quantize.method == "int8"
+    quantized = {n for n, m in model.named_modules() if is_quantized(m)}
+    assert "bert.encoder.layer.0.attention.self.query.base_layer" in quantized
+    assert not any(n.startswith(("classifier", "bert.pooler")) for n in quantized)
+    assert any(n.startswith("bert.encoder.layer.1.output.dense") for n in quantized)
