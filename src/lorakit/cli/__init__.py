@@ -1,4 +1,4 @@
-"""``lorakit`` command line: train, eval, predict, generate, merge, inspect, sweep."""
+"""``lorakit`` command line: train, eval, predict, generate, merge, combine, inspect, sweep."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from lorakit.cli import combine, generate, inspect, merge, predict, sweep, train
 from lorakit.cli import eval as eval_cmd
-from lorakit.cli import generate, inspect, merge, predict, sweep, train
 from lorakit.errors import LorakitError, TrainingDiverged
 
-COMMANDS = (train, eval_cmd, predict, generate, merge, inspect, sweep)
+COMMANDS = (train, eval_cmd, predict, generate, merge, combine, inspect, sweep)
 EPILOG = """examples:
   lorakit train examples/sst2_minilm.yaml train.max_steps=300 lora.r=4
   lorakit eval examples/sst2_minilm.yaml --split validation
   echo "a gripping, funny film" | lorakit predict examples/sst2_minilm.yaml --input -
   lorakit merge --adapter runs/sst2/adapter --out runs/sst2/merged
+  lorakit combine --adapter runs/a/adapter=0.7 --adapter runs/b/adapter=0.3 --method svd --rank 8 \
+      --base smollm2-135m --out runs/ab
   lorakit inspect minilm-l6 --targets query value
   lorakit sweep examples/sst2_rank_sweep.yaml --grid lora.r=4,8,16 --grid train.lr=5e-4,2e-3
 

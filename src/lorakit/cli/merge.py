@@ -1,4 +1,8 @@
-"""``lorakit merge --adapter DIR --out DIR [--dtype ...]``: a plain transformers model folder."""
+"""``lorakit merge --adapter DIR --out DIR [--dtype ...] [--requantize]``: a plain transformers model folder.
+
+An adapter trained on a quantized base (config ``quantize:``) is merged into the float base it
+was quantized from; ``--requantize`` then snaps the merged weights to the quantization grid and
+reports the error that adds (see quant/roundtrip.py)."""
 
 from __future__ import annotations
 
@@ -39,6 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--sample-text", action="append", metavar="TEXT", help="text for the logit comparison (repeatable)"
     )
     p.add_argument("--force", action="store_true", help="write even when the logit check fails")
+    p.add_argument(
+        "--requantize",
+        nargs="?",
+        const="run",
+        choices=("run", "nf4", "int8"),
+        help="after merging into the float base, round the weights to the quantization grid (the run's "
+        "`quantize:` settings, or nf4/int8) and report the error; the folder stores them dequantized",
+    )
     p.set_defaults(func=run)
 
 
@@ -71,6 +83,27 @@ def compare(reference: torch.Tensor, other: torch.Tensor, dtype: str) -> tuple[f
     return diff, tol, top1, diff <= tol
 
 
+def requantize(merged: nn.Module, task: Any, config: Any, method: str, batch: dict) -> torch.Tensor:
+    """Snap ``merged``'s weights to the quantization grid, report the error; returns the new logits."""
+    from lorakit.quant.roundtrip import requantize_in_place
+    from lorakit.training.config import QuantSection
+
+    if method == "run" and config.quantize is None:
+        raise LorakitError("--requantize: this run was not trained with `quantize:`; use --requantize nf4")
+    section = config.quantize if method == "run" else QuantSection(method=method)
+    before = logits(merged, batch)
+    errors = requantize_in_place(merged, section.to_quant_config(task.head_modules(merged)))
+    after = logits(merged, batch)
+    mean = sum(errors.values()) / max(1, len(errors))
+    print(
+        f"re-quantized {len(errors)} weights ({section.method}): relative weight error "
+        f"mean {mean:.3e}, max {max(errors.values(), default=0.0):.3e}; "
+        f"max |logit diff| vs the float merge {float((after - before).abs().max()):.3e}",
+        file=sys.stderr,
+    )
+    return after
+
+
 def run(args: argparse.Namespace) -> int:
     from lorakit.merging import merge_and_unload
     from lorakit.training.setup import load_for_inference
@@ -79,13 +112,21 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise LorakitError(f"--out {out} exists and is not empty; choose a new folder")
     folder = Path(args.adapter)
-    task, model, _ = load_for_inference(None, folder)
+    task, model, config = load_for_inference(None, folder, quantized=False)
+    if config.quantize is not None:
+        print(
+            f"the adapter was trained on a {config.quantize.method}-quantized base; "
+            "merging into the float base it was quantized from",
+            file=sys.stderr,
+        )
     model = model.float().cpu()
     tokenizer = task.tokenizer
     batch = sample_batch(tokenizer, list(args.sample_text or SAMPLE_TEXTS), model)
     reference = logits(model, batch)
     merged = merge_and_unload(model)
     checks = [("float32", *compare(reference, logits(merged, batch), "float32"))]
+    if args.requantize:
+        reference = requantize(merged, task, config, args.requantize, batch)  # what --dtype is checked on
     if args.dtype != "float32":
         merged = merged.to(DTYPES[args.dtype])
         checks.append((args.dtype, *compare(reference, logits(merged, batch), args.dtype)))

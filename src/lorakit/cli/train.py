@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import get_args
 
 from lorakit.cli.common import add_config_args
 from lorakit.distributed import exec_torchrun, launched_by_torchrun
@@ -45,11 +46,18 @@ def config_reference() -> str:
     def walk(model: type[BaseModel], prefix: str) -> None:
         for name, field in model.model_fields.items():
             ann = field.annotation
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                lines.append(f"  {prefix}{name}: {field.description}")
-                walk(ann, f"{prefix}{name}.")
+            # Optional sections (quantize: QuantSection | None) list their keys too.
+            section = [a for a in (ann, *get_args(ann)) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if section:
+                doc = " ".join((field.description or "").split())
+                lines.append(f"  {prefix}{name}: {doc}")
+                walk(section[0], f"{prefix}{name}.")
                 continue
-            default = "required" if field.is_required() else f"default {field.default!r}"
+            default = (
+                "required"
+                if field.is_required()
+                else f"default {field.get_default(call_default_factory=True)!r}"
+            )
             doc = " ".join((field.description or "").split())
             lines.append(f"  {prefix}{name} ({default}): {doc}")
 

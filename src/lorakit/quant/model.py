@@ -39,14 +39,7 @@ def quantize_model(model: nn.Module, config: QuantConfig | QuantMethod = "nf4") 
         raise LorakitError(f"quantize_model: expected a QuantConfig or 'nf4'/'int8', got {config!r}")
     if has_adapters(model):
         raise LorakitError("quantize_model must run before inject: this model already has LoRA adapters")
-    chosen = [
-        (name, m)
-        for name, m in model.named_modules()
-        if name
-        and (isinstance(m, nn.Linear) or is_conv1d(m))
-        and not _is_output_head(name, model, m)
-        and not any(name == s or name.endswith("." + s) for s in cfg.skip)
-    ]
+    chosen = quantizable_modules(model, cfg)
     float_bytes = quant_bytes = 0
     for name, module in chosen:
         with torch.no_grad():
@@ -55,6 +48,18 @@ def quantize_model(model: nn.Module, config: QuantConfig | QuantMethod = "nf4") 
         float_bytes += module.weight.numel() * 4
         quant_bytes += q.storage.nbytes()
     return QuantReport([n for n, _ in chosen], float_bytes, quant_bytes)
+
+
+def quantizable_modules(model: nn.Module, cfg: QuantConfig) -> list[tuple[str, nn.Module]]:
+    """The float nn.Linear / Conv1D modules ``quantize_model`` replaces: all but output heads and skip."""
+    return [
+        (name, m)
+        for name, m in model.named_modules()
+        if name
+        and (isinstance(m, nn.Linear) or is_conv1d(m))
+        and not _is_output_head(name, model, m)
+        and not any(name == s or name.endswith("." + s) for s in cfg.skip)
+    ]
 
 
 def quantized_modules(model: nn.Module) -> list[tuple[str, QuantLinear]]:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from lorakit.config import LoraConfig
 from lorakit.errors import ConfigError
+from lorakit.quant import QuantConfig
 
 TaskName = Literal["classification", "token_classification", "causal_lm", "seq2seq"]
 TASKS: tuple[str, ...] = ("classification", "token_classification", "causal_lm", "seq2seq")
@@ -92,10 +93,13 @@ class LoraSection(Section):
     """Which biases train."""
     modules_to_save: list[str] | None = None
     """Modules trained fully and saved with the adapter; default: the task's head (e.g. classifier)."""
-    init: Literal["kaiming", "gaussian"] = "kaiming"
-    """Initialisation of A (B starts at zero)."""
+    init: Literal["kaiming", "gaussian", "pissa", "olora"] = "kaiming"
+    """kaiming / gaussian: random A, B = 0. pissa / olora: A, B from the SVD / QR of the base
+    weight, which keeps the residual; the saved adapter is an equivalent plain LoRA (rank 2r)."""
     use_rslora: bool = False
     """Rank-stabilised scaling alpha / sqrt(r)."""
+    use_dora: bool = False
+    """DoRA: weight-decomposed LoRA with a trainable magnitude per output row (Linear/Conv1D)."""
 
     def to_lora_config(self, default_modules_to_save: list[str]) -> LoraConfig:
         data = self.model_dump()
@@ -105,6 +109,22 @@ class LoraSection(Section):
             return LoraConfig(**data)
         except ConfigError as e:
             raise ConfigError(f"lora: {e}") from e
+
+
+class QuantSection(Section):
+    method: Literal["nf4", "int8"] = "nf4"
+    """nf4: 4-bit NormalFloat with block-wise absmax scales; int8: int8 with per-row absmax."""
+    block_size: int = Field(default=64, ge=2, multiple_of=2)
+    """Weights per NF4 block sharing one scale (even; ignored by int8)."""
+    double_quant: bool = False
+    """NF4: store the block scales as int8 too (about 0.13x instead of 0.14x of float32)."""
+    skip: list[str] = Field(default_factory=list)
+    """Module names kept in float (besides the output / classifier head, never quantized)."""
+
+    def to_quant_config(self, keep_float: list[str]) -> QuantConfig:
+        """``keep_float``: modules that must stay float (the task's trainable head)."""
+        skip = list(dict.fromkeys([*self.skip, *keep_float]))
+        return QuantConfig(self.method, self.block_size, self.double_quant, skip)
 
 
 class TrainSection(Section):
@@ -190,6 +210,9 @@ class RunConfig(Section):
     """Optimisation, schedule, evaluation and checkpoint cadence."""
     eval: EvalSection = Field(default_factory=EvalSection)
     """Generation settings used by evaluation."""
+    quantize: QuantSection | None = None
+    """Store the frozen base Linear weights quantized (QLoRA-style): null, nf4, int8, or a mapping
+    {method, block_size, double_quant, skip}. Adapters still load onto the float base."""
     output_dir: str = "runs/run"
     """Where adapter/, checkpoints/, metrics.jsonl, summary.json and plots go."""
     resume: Literal["never", "auto"] = "never"
@@ -210,6 +233,11 @@ class RunConfig(Section):
             if not _is_key(RunConfig, key.split(".")):
                 raise ValueError(f"{key!r} is not a config key (write dotted paths such as train.lr)")
         return v
+
+    @field_validator("quantize", mode="before")
+    @classmethod
+    def _quantize_shorthand(cls, v: object) -> object:
+        return {"method": v} if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _check_combinations(self) -> RunConfig:

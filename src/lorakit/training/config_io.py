@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -131,9 +131,13 @@ def _suggest(loc: list[str]) -> str:
     for part in loc[:-1]:
         field = model.model_fields.get(part)
         annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # An optional section (``quantize: QuantSection | None``) suggests from its section type.
+        found = [
+            a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not found:
             return ""
-        model = annotation
+        model = found[0]
     bad = loc[-1]
     names = list(model.model_fields)
     prefix = ".".join([*loc[:-1], ""])

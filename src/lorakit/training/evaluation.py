@@ -8,11 +8,12 @@ from lorakit.data.splits import load_splits
 from lorakit.models import load_tokenizer, resolve_model
 from lorakit.tasks import Task, build_task, labels_for
 from lorakit.training.config import RunConfig
-from lorakit.training.setup import pick_device, seed_everything
+from lorakit.training.setup import pick_device, quantize_base, seed_everything
 
 
 def base_for_inference(config: RunConfig) -> tuple[Task, nn.Module]:
-    """The task and the untouched base model (a new head is initialised from train.seed)."""
+    """The task and the base model without adapter (a new head is initialised from train.seed),
+    quantized when the config says so."""
     device = pick_device(config)
     ref = resolve_model(config.model)
     labels = None
@@ -21,4 +22,6 @@ def base_for_inference(config: RunConfig) -> tuple[Task, nn.Module]:
         labels = labels_for(config, splits.records["train"], splits.sources["train"])
     task = build_task(config, ref, load_tokenizer(ref), labels)
     seed_everything(config.train.seed)
-    return task, task.load_model().to(device).eval()
+    model = task.load_model()
+    quantize_base(config, task, model)  # the base training starts from
+    return task, model.to(device).eval()

@@ -23,6 +23,7 @@ from lorakit.adapter_io import adapter_payload, write_adapter
 from lorakit.data.batching import epoch_batches
 from lorakit.distributed import all_reduce_sums, broadcast_flag, shard_batches, shutdown_distributed
 from lorakit.errors import LorakitError, TrainingDiverged
+from lorakit.quant.model import quantized_modules
 from lorakit.summary import trainable_summary
 from lorakit.tasks.common import write_task_file
 from lorakit.training.checkpoint import list_checkpoints, restore_checkpoint, save_checkpoint
@@ -344,7 +345,11 @@ def build_summary(
         "model": run.ref.name,
         "train_examples": len(run.features["train"]),
         "resumed_from": str(resumed) if resumed else None,
+        "quantize": run.config.quantize.method if run.config.quantize else None,
     }
+    if run.config.quantize:
+        stored = sum(m.storage.nbytes() for _, m in quantized_modules(run.model))
+        summary["quantized_weight_mb"] = round(stored / 2**20, 2)
     if error:
         summary["error"] = error
     if summary["best_metric"] is not None and not math.isfinite(summary["best_metric"]):

@@ -22,9 +22,11 @@ from lorakit.distributed import DistContext, ParallelStrategy, init_distributed,
 from lorakit.errors import ConfigError, DataError
 from lorakit.model import inject
 from lorakit.models import ModelRef, load_tokenizer, resolve_model
+from lorakit.quant.model import QuantReport, quantize_model
 from lorakit.tasks import DEFAULT_METRIC, TASK_METRICS, Task, build_task, labels_for
 from lorakit.tasks.common import feature_length, read_task_file
 from lorakit.training.config import RunConfig
+from lorakit.training.memory import release_freed_memory
 from lorakit.training.optim import Schedule, build_optimizer, build_schedule
 
 
@@ -122,9 +124,19 @@ def metric_choice(config: RunConfig) -> tuple[str, bool]:
     return metric, greater
 
 
+def quantize_base(config: RunConfig, task: Task, model: nn.Module) -> QuantReport | None:
+    """Quantize the frozen base as ``config.quantize`` says; the task's trainable head stays float."""
+    if config.quantize is None:
+        return None
+    report = quantize_model(model, config.quantize.to_quant_config(task.head_modules(model)))
+    release_freed_memory()  # the float weights are gone; let the resident size show it
+    return report
+
+
 def prepare_model(config: RunConfig, task: Task, device: torch.device) -> tuple[nn.Module, LoraConfig]:
     seed_everything(config.train.seed)  # the head's and LoRA A's initialisation
     model = task.load_model()
+    quantize_base(config, task, model)  # before inject: LoRA wraps the QuantLinear layers
     lora = config.lora.to_lora_config(task.head_modules(model))
     inject(model, lora)
     if config.train.gradient_checkpointing:
@@ -189,8 +201,13 @@ def setup_run(config: RunConfig) -> Run:
     )
 
 
-def load_for_inference(config: RunConfig | None, adapter_dir: Path) -> tuple[Task, nn.Module, RunConfig]:
-    """A task and a model with the trained adapter loaded (eval mode, nothing trainable)."""
+def load_for_inference(
+    config: RunConfig | None, adapter_dir: Path, quantized: bool = True
+) -> tuple[Task, nn.Module, RunConfig]:
+    """A task and a model with the trained adapter loaded (eval mode, nothing trainable).
+
+    The base is quantized as in training when the config says so (eval/predict then see the
+    model that was trained); ``quantized=False`` loads the float base (what merge uses)."""
     info = read_task_file(adapter_dir)
     if config is None:
         from lorakit.training.config_io import validate_config
@@ -207,5 +224,7 @@ def load_for_inference(config: RunConfig | None, adapter_dir: Path) -> tuple[Tas
     task = build_task(config, ref, tokenizer, info.get("labels"))
     seed_everything(config.train.seed)
     model = task.load_model()
+    if quantized:
+        quantize_base(config, task, model)
     load_adapter(model, adapter_dir)
     return task, model.to(device).eval(), config
