@@ -14,8 +14,19 @@ def _series(rows: list[dict], split: str, key: str) -> tuple[list[int], list[flo
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def _eval_metrics(rows: list[dict]) -> list[str]:
+    """Numeric validation metrics other than the loss, in the order they first appear."""
+    seen: dict[str, None] = {}
+    for r in rows:
+        if r.get("split") == "eval":
+            for k, v in r.items():
+                if k not in ("step", "split", "loss") and isinstance(v, (int, float)):
+                    seen.setdefault(k)
+    return list(seen)
+
+
 def write_plots(output_dir: Path, main_metric: str) -> list[Path]:
-    """loss.png (train and validation loss) and <metric>.png; returns the files written."""
+    """loss.png (train and validation loss) and <metric>.png per validation metric; returns the files."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; safe in CI and over ssh
@@ -39,15 +50,19 @@ def write_plots(output_dir: Path, main_metric: str) -> list[Path]:
     fig.savefig(plots_dir / "loss.png", dpi=100)
     plt.close(fig)
     written.append(plots_dir / "loss.png")
-    x, y = _series(rows, "eval", main_metric)
-    if x and main_metric != "loss":
+    # The task's metrics matter to a reader even when the best checkpoint is chosen by loss.
+    metrics = [main_metric] if main_metric != "loss" else _eval_metrics(rows)
+    for metric in metrics:
+        x, y = _series(rows, "eval", metric)
+        if not x:
+            continue
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(x, y, "o-")
         ax.set_xlabel("step")
-        ax.set_ylabel(f"validation {main_metric}")
+        ax.set_ylabel(f"validation {metric}")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        name = "".join(c if c.isalnum() or c in "_-" else "_" for c in main_metric)
+        name = "".join(c if c.isalnum() or c in "_-" else "_" for c in metric)
         fig.savefig(plots_dir / f"{name}.png", dpi=100)
         plt.close(fig)
         written.append(plots_dir / f"{name}.png")
