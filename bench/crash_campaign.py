@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="SIGKILL lorakit train at random moments and resume.")
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-steps", type=int, default=300)
+    parser.add_argument("--max-steps", type=int, default=2000)
     parser.add_argument("--json", type=Path, help="write the figures to this file as JSON")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="crash-campaign-") as tmp:
