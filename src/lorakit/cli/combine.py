@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from lorakit.cli.common import print_json
-from lorakit.errors import AdapterFileError, ConfigError, LorakitError
+from lorakit.cli.common import check_new_folder, print_json, staged_folder
+from lorakit.errors import AdapterFileError, ConfigError
 from lorakit.training.config import RunConfig
 
 # PEFT's task_type for adapters without lorakit's task file.
@@ -149,30 +148,25 @@ def run(args: argparse.Namespace) -> int:
     from lorakit.tasks.common import write_task_file
 
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise LorakitError(f"--out {out} exists and is not empty; choose a new folder")
+    check_new_folder(out)
     adapters = parse_weights(args.adapter)
     infos = [adapter_info(folder) for folder, _ in adapters]
     config = base_config(args.base, infos)
     task, model, weights = load_all(config, adapters)
     report = add_weighted_adapter(model, weights, COMBINED, method=args.method, svd_rank=args.rank)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_adapter(model, tmp, COMBINED, base_model_name=task.ref.name)
-    task.tokenizer.save_pretrained(str(tmp))
     labels = next((i.get("labels") for i in infos if i.get("labels")), None)
-    write_task_file(
-        tmp,
-        {
-            "task": config.task,
-            "model": task.ref.name,
-            "labels": labels,
-            "config": config.model_dump(mode="json"),
-        },
-    )
-    if out.exists():
-        out.rmdir()
-    tmp.rename(out)
+    with staged_folder(out) as tmp:
+        save_adapter(model, tmp, COMBINED, base_model_name=task.ref.name)
+        task.tokenizer.save_pretrained(str(tmp))
+        write_task_file(
+            tmp,
+            {
+                "task": config.task,
+                "model": task.ref.name,
+                "labels": labels,
+                "config": config.model_dump(mode="json"),
+            },
+        )
     for line in [f"{args.method} of {len(weights)} adapters", *report_lines(report), f"wrote {out}"]:
         print(line, file=sys.stderr)
     print_json(

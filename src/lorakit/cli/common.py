@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lorakit.data.readers import Record, read_records
-from lorakit.errors import AdapterFileError, DataError
+from lorakit.errors import AdapterFileError, DataError, LorakitError
 from lorakit.training.config import RunConfig
 from lorakit.training.config_io import load_config
 
@@ -69,3 +72,24 @@ def read_input(spec: str, text_field: str) -> list[Record]:
 
 def print_json(obj: Any) -> None:
     print(json.dumps(obj, ensure_ascii=False))
+
+
+def check_new_folder(out: Path) -> None:
+    """Refuse, before any heavy work, an output folder that already holds something."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise LorakitError(f"--out {out} exists and is not empty; choose a new folder")
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """Write into a hidden sibling, then rename it to ``out``: a failure leaves no half folder."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        out.rmdir()
+    tmp.rename(out)

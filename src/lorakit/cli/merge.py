@@ -7,7 +7,6 @@ reports the error that adds (see quant/roundtrip.py)."""
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lorakit.cli.common import check_new_folder, staged_folder
 from lorakit.errors import LorakitError, MergeError
 from lorakit.models import quiet_transformers
 from lorakit.tasks.common import accepted_inputs
@@ -109,8 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from lorakit.training.setup import load_for_inference
 
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise LorakitError(f"--out {out} exists and is not empty; choose a new folder")
+    check_new_folder(out)
     folder = Path(args.adapter)
     task, model, config = load_for_inference(None, folder, quantized=False)
     if config.quantize is not None:
@@ -143,13 +142,8 @@ def run(args: argparse.Namespace) -> int:
             "merged logits differ from the adapter model beyond the dtype tolerance; "
             "nothing written (pass --force to write anyway)"
         )
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with quiet_transformers():
+    with staged_folder(out) as tmp, quiet_transformers():
         merged.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-    if out.exists():
-        out.rmdir()
-    tmp.rename(out)
     print(f"wrote merged model to {out} ({args.dtype})", file=sys.stderr)
     return 0
