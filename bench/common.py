@@ -96,10 +96,11 @@ def lorakit_config(model: str, targets: list[str] | str, r: int = 8, dropout: fl
 def build(
     kind: str, model: str, base: nn.Module, targets: list[str] | str, r: int = 8, dropout: float = 0.0
 ) -> nn.Module:
-    """A deep copy of ``base`` prepared as ``kind``: "lorakit", "lorakit-plain", "peft", "full"
-    or "floor".
+    """A deep copy of ``base`` prepared as ``kind``: "lorakit", "lorakit-torchgemm",
+    "lorakit-plain", "peft", "full" or "floor".
 
-    "lorakit-plain" is lorakit with the fused fast path switched off (the straightforward formula)."""
+    "lorakit-plain" is lorakit with the fused fast path switched off (the straightforward formula);
+    "lorakit-torchgemm" is the fused path on torch's own GEMM (time it under ``backend_for``)."""
     net = copy.deepcopy(base)
     if kind == "full":
         net.requires_grad_(True)
@@ -107,11 +108,11 @@ def build(
     if kind == "floor":
         return _floor(net, model)
     cfg = lorakit_config(model, targets, r, dropout)
-    if kind in ("lorakit", "lorakit-plain"):
+    if kind in ("lorakit", "lorakit-torchgemm", "lorakit-plain"):
         lorakit.inject(net, cfg)
         for m in net.modules():
             if isinstance(m, LoraLinear):
-                m.fast_path = kind == "lorakit"
+                m.fast_path = kind != "lorakit-plain"
         return net
     if kind == "peft":
         from peft import LoraConfig, get_peft_model
@@ -145,9 +146,23 @@ def optimizer(net: nn.Module, lr: float = 1e-4) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr)
 
 
-def train_step(net: nn.Module, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor]) -> float:
-    out = net(**batch)
-    out.loss.backward()
+def backend_for(variant: str) -> lorakit.MatmulBackend:
+    """lorakit's default for every variant, torch's own GEMM for "lorakit-torchgemm...": that
+    variant separates what the fused formulation gains from what oneDNN's faster GEMM gains.
+    PEFT, full and floor never reach lorakit's layers, so the setting does not touch them."""
+    torch_gemm = variant.startswith("lorakit-torchgemm") or variant.startswith("unmerged-torchgemm")
+    return lorakit.MatmulBackend.TORCH if torch_gemm else lorakit.MatmulBackend.AUTO
+
+
+def train_step(
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    batch: dict[str, torch.Tensor],
+    backend: lorakit.MatmulBackend = lorakit.MatmulBackend.AUTO,
+) -> float:
+    with lorakit.matmul_backend(backend):
+        out = net(**batch)
+        out.loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
     return float(out.loss.detach())

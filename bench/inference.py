@@ -2,7 +2,8 @@
 
 Variants of one model run interleaved in one process on the same batch; ratios of medians to
 the base. "merged" keeps the lorakit wrappers (``lorakit.merge``), "merged+unloaded" gives back
-plain modules (``lorakit.merge_and_unload``), "unmerged" runs base + low-rank update each call.
+plain modules (``lorakit.merge_and_unload``), "unmerged" runs base + low-rank update each call
+(on lorakit's default GEMM backend; "unmerged-torchgemm" on torch's own GEMM).
 
     python bench/inference.py --models minilm-l6 --repeats 20
 """
@@ -41,6 +42,7 @@ def variants(model: str, base: torch.nn.Module) -> dict[str, torch.nn.Module]:
     for target_set, targets in common.TARGET_SETS[model].items():
         adapted = randomized(common.build("lorakit", model, base, targets))
         out[f"unmerged/{target_set}"] = adapted
+        out[f"unmerged-torchgemm/{target_set}"] = copy.deepcopy(adapted)
         out[f"merged/{target_set}"] = lorakit.merge(copy.deepcopy(adapted))
         out[f"merged+unloaded/{target_set}"] = lorakit.merge_and_unload(copy.deepcopy(adapted))
         out[f"peft-unmerged/{target_set}"] = randomized(common.build("peft", model, base, targets))
@@ -55,8 +57,8 @@ def bench_model(model: str, repeats: int) -> dict[str, object]:
     batch = common.make_batch(model, base)
     batch.pop("labels")
 
-    def forward(net: torch.nn.Module) -> None:
-        with torch.inference_mode():
+    def forward(net: torch.nn.Module, backend: lorakit.MatmulBackend) -> None:
+        with torch.inference_mode(), lorakit.matmul_backend(backend):
             net(**batch)
 
     with torch.inference_mode():
@@ -64,7 +66,9 @@ def bench_model(model: str, repeats: int) -> dict[str, object]:
         merged = nets[f"merged/{next(iter(common.TARGET_SETS[model]))}"](**batch).logits
     max_diff = float((ref - merged).abs().max())
     load_before = os.getloadavg()
-    timings = common.interleave({n: (lambda m=m: forward(m)) for n, m in nets.items()}, repeats)
+    backends = {n: common.backend_for(n) for n in nets}
+    fns = {n: (lambda m=m, b=backends[n]: forward(m, b)) for n, m in nets.items()}
+    timings = common.interleave(fns, repeats)
     base_med = timings["base"].median
     base_cpu = timings["base"].summary()["cpu_median_s"]
     tokens = batch["input_ids"].numel()

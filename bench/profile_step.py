@@ -26,11 +26,12 @@ def profile_variant(kind: str, model: str, base: torch.nn.Module, targets, steps
     common.set_dropout(net, 0.0)
     opt = common.optimizer(net)
     batch = common.make_batch(model, net)
+    backend = common.backend_for(kind)
     for _ in range(2):
-        common.train_step(net, opt, batch)
+        common.train_step(net, opt, batch, backend)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
-            common.train_step(net, opt, batch)
+            common.train_step(net, opt, batch, backend)
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
     return f"#### {kind} ({model}, {targets}, {steps} steps)\n\n```\n{table}\n```\n"
 

@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
-KINDS = ["lorakit", "peft"]
+KINDS = ["lorakit", "lorakit-torchgemm", "peft"]
 PROBE_STEPS = 3
 
 
@@ -62,8 +62,13 @@ def build_variants(
 def time_model(model: str, repeats: int, plain: bool, dropout: float) -> dict[str, object]:
     variants = build_variants(model, plain, dropout)
     batch = common.make_batch(model, next(iter(variants.values()))[0])
-    losses = {n: common.train_step(net, opt, batch) for n, (net, opt) in variants.items()}
-    fns = {n: (lambda v=v: common.train_step(v[0], v[1], batch)) for n, v in variants.items()}
+    losses = {
+        n: common.train_step(net, opt, batch, common.backend_for(n)) for n, (net, opt) in variants.items()
+    }
+    backends = {n: common.backend_for(n) for n in variants}
+    fns = {
+        n: (lambda v=v, b=backends[n]: common.train_step(v[0], v[1], batch, b)) for n, v in variants.items()
+    }
     load_before = os.getloadavg()
     timings = common.interleave(fns, repeats)
     med = {n: t.median for n, t in timings.items()}
@@ -73,6 +78,7 @@ def time_model(model: str, repeats: int, plain: bool, dropout: float) -> dict[st
         ratios[f"{target_set}: lorakit/peft"] = lk / pf
         ratios[f"{target_set}: lorakit/full"] = lk / med["full"]
         ratios[f"{target_set}: peft/full"] = pf / med["full"]
+        ratios[f"{target_set}: lorakit-torchgemm/peft"] = med[f"lorakit-torchgemm/{target_set}"] / pf
     if dropout > 0:
         lk, pf = med["lorakit+dropout/all-linear"], med["peft+dropout/all-linear"]
         ratios["all-linear+dropout: lorakit/peft"] = lk / pf
@@ -82,6 +88,9 @@ def time_model(model: str, repeats: int, plain: bool, dropout: float) -> dict[st
     for target_set in common.TARGET_SETS[model]:
         cpu_ratios[f"{target_set}: lorakit/peft"] = cpu[f"lorakit/{target_set}"] / cpu[f"peft/{target_set}"]
         cpu_ratios[f"{target_set}: lorakit/full"] = cpu[f"lorakit/{target_set}"] / cpu["full"]
+        cpu_ratios[f"{target_set}: lorakit-torchgemm/peft"] = (
+            cpu[f"lorakit-torchgemm/{target_set}"] / cpu[f"peft/{target_set}"]
+        )
     return {
         "shape": common.SHAPES[model],
         "first_step_loss": losses,
@@ -116,7 +125,7 @@ def probe_memory(model: str, name: str) -> dict[str, float]:
     resting = _rss_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
     for _ in range(PROBE_STEPS):
-        common.train_step(net, opt, batch)
+        common.train_step(net, opt, batch, common.backend_for(name))
     peak = _rss_kib("VmHWM")
     return {"resting_mib": resting / 1024, "peak_mib": peak / 1024, "step_mib": (peak - resting) / 1024}
 

@@ -4,6 +4,7 @@ from lorakit.adapter_io import load_adapter, save_adapter
 from lorakit.arithmetic import CombineMethod, CombineReport, add_weighted_adapter
 from lorakit.config import LoraConfig
 from lorakit.errors import AdapterFileError, ConfigError, LorakitError, MergeError, TargetError
+from lorakit.layers.gemm import MatmulBackend, get_matmul_backend, matmul_backend, set_matmul_backend
 from lorakit.merging import merge, merge_and_unload, unload, unmerge
 from lorakit.model import add_adapter, delete_adapter, disable_adapters, inject, set_adapter
 from lorakit.quant import QuantConfig, QuantMethod
@@ -21,6 +22,7 @@ __all__ = [
     "ConfigError",
     "LoraConfig",
     "LorakitError",
+    "MatmulBackend",
     "MergeError",
     "QuantConfig",
     "QuantMergeReport",
@@ -32,14 +34,17 @@ __all__ = [
     "delete_adapter",
     "disable_adapters",
     "find_targets",
+    "get_matmul_backend",
     "inject",
     "load_adapter",
+    "matmul_backend",
     "merge",
     "merge_and_unload",
     "merge_and_unload_quantized",
     "quantize_model",
     "save_adapter",
     "set_adapter",
+    "set_matmul_backend",
     "trainable_summary",
     "unload",
     "unmerge",

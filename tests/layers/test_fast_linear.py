@@ -1,4 +1,6 @@
-"""The fused LoRA linear computes exactly the straightforward formula, values and gradients."""
+"""The fused LoRA linear computes exactly the straightforward formula, values and gradients.
+
+Every test runs once per matmul backend: torch's own GEMM and oneDNN forced on for every size."""
 
 from __future__ import annotations
 
@@ -10,11 +12,20 @@ from torch import nn
 
 import lorakit
 from conftest import randomize_lora, text_inputs, tiny_bert, tiny_gpt2
-from lorakit.layers import LoraLinear
+from lorakit.layers import LoraLinear, gemm
 from lorakit.layers.fast_linear import can_fuse
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 SCALING = 2.0
+BACKENDS = [gemm.MatmulBackend.TORCH]
+if gemm.onednn_available():
+    BACKENDS.append(gemm.MatmulBackend.ONEDNN)
+
+
+@pytest.fixture(autouse=True, params=BACKENDS, ids=lambda b: b.value)
+def backend(request: pytest.FixtureRequest):
+    with gemm.matmul_backend(request.param):
+        yield request.param
 
 
 class Conv1D(nn.Module):
