@@ -62,32 +62,34 @@ def accuracy_plot(data: dict, out: Path) -> None:
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = """## How lorakit is fast, and where the win lies
 
-`src/lorakit/layers/fast_linear.py` computes `base(x) + scaling * B(A(dropout(x)))` of a
-`LoraLinear` with one active unmerged adapter as a single autograd node: the low-rank update is
-accumulated into the base output in place (`addmm_`), the backward computes `g B` once for the
-gradients of A and of the input, and adds the update's input gradient into the base's (`addmm_`)
-instead of materialising and adding full-size tensors; it saves only `x` and the skinny `x A^T`,
-never computes the frozen weight's gradient, and skips any gradient nobody needs (the first
-adapted layer's input comes from frozen embeddings). Values and gradients equal the textbook
-formula (tests/layers/test_fast_linear.py, 1e-5), nothing is cached between calls, and hooks,
-autocast, subclasses and several active adapters fall back to the plain formula.
+Two things, measured apart:
 
-The win is the LoRA *overhead*, not the frozen model: a LoRA step cannot be cheaper than the
-`floor` row (forward plus every layer's input gradient, no adapter at all). PEFT's all-linear
-step pays roughly one extra full-size tensor round trip per op (mul, add, separate input
-gradients) on every adapted layer; lorakit removes most of it, so all-linear costs little more
-than query+value. On query+value PEFT is already close to the floor (only 2 of the 6 linears of
-a block carry an adapter), which bounds how far below PEFT any honest implementation can go:
-see the profile tables at the end. `CPU` columns are process CPU seconds per step (all threads);
-they are less sensitive than wall time to other jobs on the shared machine.
+1. **The fused formulation** (`src/lorakit/layers/fast_linear.py`): `base(x) + scaling *
+   B(A(dropout(x)))` of a `LoraLinear` with one active unmerged adapter is one autograd node. The
+   update is accumulated into the base output in place (`addmm_`), the backward computes `g B`
+   once for the gradients of A and of the input and adds the update's input gradient into the
+   base's, it saves only `x` and the skinny `x A^T`, never computes the frozen weight's gradient,
+   and skips gradients nobody needs. The `lorakit-torchgemm` rows run exactly this on torch's own
+   GEMM (MKL): that is what the formulation alone gains over PEFT.
+2. **The GEMM library** (`src/lorakit/layers/gemm.py`): the fused node computes its float32
+   CPU products with oneDNN's GEMM instead of MKL's (`MatmulBackend.AUTO`, the default). On this
+   machine (AMD EPYC, AVX-512) MKL's sgemm reaches ~200 GFLOP/s on these shapes and oneDNN's
+   ~440-460 (2 threads). Both are float32 GEMMs with float32 accumulation; they differ in
+   summation order only (tests/layers/test_gemm.py: values and gradients within 1e-5 of torch's,
+   errors vs a float64 reference of the same size as MKL's). The `lorakit` rows use it.
 
-Reading the target table: these runs shared 2 cores with other jobs (load average 6 to 11), so
-single wall-clock steps varied by 2x; a wall "yes" that the CPU column contradicts (or the
-reverse) is noise. Where the `floor/peft` bound is itself above the limit, the target cannot be
-met by an adapter implementation that does all the work; the profile tables show that the
-frozen model's own matrix products (`addmm`/`mm`) take most of a step. Adapter dropout > 0 takes
-the same fused node with a separate dropout mask (one extra full-size copy of the input and a
-separate input gradient); see its table for the cost on this machine.
+Only the adapted layers run through lorakit, so the GEMM gain scales with how much of the model
+is adapted: all-linear moves nearly every product to oneDNN, query+value a sixth of a MiniLM
+block's linear FLOPs, and on SmolLM2 q_proj+v_proj about a tenth of the step's FLOPs (the
+49,152-wide LM head and the unadapted k/o/MLP products stay on torch's GEMM). The `floor` row
+(no adapter at all: forward plus every layer's input gradient, all on torch's GEMM) is what any
+implementation that leaves the frozen layers to torch cannot beat; lorakit goes below it only
+through the layers it owns. Nothing is cached between calls or steps; values and gradients
+equal the textbook formula (tests/layers/test_fast_linear.py runs every case on both backends).
+
+`CPU` columns are process CPU seconds per step (all threads), less sensitive to other jobs than
+wall time. Adapter dropout > 0 takes the same fused node with a separate dropout mask (one extra
+full-size copy of the input and a separate input gradient); its table gives the cost.
 """
 TARGETS_LINE = "| target | wall ratio | CPU ratio | limit | met (wall) | met (CPU) |"
 

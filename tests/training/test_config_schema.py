@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lorakit.errors import ConfigError
+from lorakit.layers.gemm import MatmulBackend
 from lorakit.training.config import RunConfig
 from lorakit.training.config_io import load_config, parse_override, validate_config
 
@@ -21,6 +22,7 @@ BASE = {"model": "m", "task": "classification"}
         ({**BASE, "train": {"learning_rate": 1e-3}}, ["did you mean train.lr?"]),
         ({**BASE, "task": "ner"}, ["task = 'ner'", "'token_classification'"]),
         ({**BASE, "train": {"precision": "fp8"}}, ["train.precision = 'fp8'", "'bf16'"]),
+        ({**BASE, "train": {"matmul_backend": "mkl"}}, ["train.matmul_backend = 'mkl'", "'onednn'"]),
         ({**BASE, "train": {"batch_size": 0}}, ["train.batch_size = 0", "greater than or equal to 1"]),
         ({**BASE, "data": {"max_length": "long"}}, ["data.max_length = 'long'"]),
         ({**BASE, "data": {"validation": "v", "validation_split": 0.1}}, ["not both"]),
@@ -43,6 +45,8 @@ def test_overrides(tmp_path: Path) -> None:
     )
     assert cfg.lora.r == 4 and cfg.train.lr == 1e-4 and cfg.lora.targets == ["query", "value"]
     assert cfg.data.train == "x.tsv" and cfg.resume == "auto"
+    assert cfg.train.matmul_backend is MatmulBackend.AUTO
+    assert load_config(p, ["train.matmul_backend=torch"]).train.matmul_backend is MatmulBackend.TORCH
     with pytest.raises(ConfigError, match="not of the form"):
         parse_override("lora.r")
     with pytest.raises(ConfigError, match="model is 'm', not a section"):

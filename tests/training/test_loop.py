@@ -101,3 +101,28 @@ def test_fp16_on_cpu_is_a_config_error(tmp_path: Path, tiny_dirs: dict[str, Path
     )
     assert main(["train", str(cfg)]) == 2
     assert "fp16' needs a CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["torch", "onednn"])
+def test_matmul_backend_applies_during_the_run_only(
+    tmp_path: Path, tiny_dirs: dict[str, Path], backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train.matmul_backend is in force while the run computes, and the caller's setting returns."""
+    import lorakit
+    from lorakit.training import loop
+
+    seen = []
+    real = loop._train
+
+    def spy(config):
+        seen.append(lorakit.get_matmul_backend())
+        return real(config)
+
+    monkeypatch.setattr(loop, "_train", spy)
+    cfg = write_run(tmp_path, "classification", tiny_dirs["bert"], max_steps=2, eval_every=None)
+    summary = train(load_config(cfg, [f"train.matmul_backend={backend}"]))
+    assert summary["status"] == "completed"
+    assert seen == [lorakit.MatmulBackend(backend)]
+    assert lorakit.get_matmul_backend() is lorakit.MatmulBackend.AUTO
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert f"matmul_backend: {backend}" in saved

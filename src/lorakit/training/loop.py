@@ -23,6 +23,7 @@ from lorakit.adapter_io import adapter_payload, write_adapter
 from lorakit.data.batching import epoch_batches
 from lorakit.distributed import all_reduce_sums, broadcast_flag, shard_batches, shutdown_distributed
 from lorakit.errors import LorakitError, TrainingDiverged
+from lorakit.layers.gemm import matmul_backend
 from lorakit.quant.model import quantized_modules
 from lorakit.summary import trainable_summary
 from lorakit.tasks.common import write_task_file
@@ -47,7 +48,8 @@ def train(config: RunConfig) -> dict[str, Any]:
     Under torchrun every rank calls this; rank 0 alone writes files and prints.
     """
     try:
-        return _train(config)
+        with matmul_backend(config.train.matmul_backend):
+            return _train(config)
     finally:
         shutdown_distributed()
 
