@@ -107,7 +107,7 @@ def markdown(results: dict[str, dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=list(common.MODELS), choices=common.MODELS)
-    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--out", type=Path, default=common.RESULTS / "inference.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(common.THREADS)

@@ -87,7 +87,8 @@ class _LoraLinearFn(torch.autograd.Function):
         s = ctx.scaling
         g = grad.reshape(-1, grad.shape[-1])
         ga = g.to(lora_b.dtype)
-        grad_b = gemm.mm(ga.t(), xa).mul_(s) if need_b else None
+        # (xa^T g)^T rather than g^T xa: oneDNN copies a transposed left operand, and g^T is full-size.
+        grad_b = gemm.mm(xa.t(), ga).t().mul_(s).contiguous() if need_b else None
         # (g B s)^T as r x N: the layout both MKL and oneDNN compute fast for this skinny product.
         g_xa_t = gemm.mm(lora_b.t(), ga.t()).mul_(s) if (need_a or need_x or need_h) else None
         grad_a = gemm.mm(g_xa_t, h2) if need_a else None
