@@ -12,8 +12,7 @@ the dropout is an identity) and the gradients autograd would give, with less wor
 * only ``h`` and the skinny ``x A^T`` (N x r) are saved; the frozen weight's gradient is never
   computed (it is when the weight does require grad, so the path is correct in every case);
 * gradients nobody asked for (e.g. the input of the first adapted layer, which comes from frozen
-  embeddings) are skipped via ``ctx.needs_input_grad``.
-
+  embeddings) are skipped via ``ctx.needs_input_grad``;
 * every product goes through ``gemm.linear`` / ``gemm.mm``, which on a CPU computes large float32
   products with oneDNN's GEMM instead of MKL's (``MatmulBackend.AUTO``; 2.2-2.4x faster on the
   benchmark machine, same float32 arithmetic, different summation order); ``MatmulBackend.TORCH``
