@@ -5,7 +5,7 @@ has its own float32 GEMM; on the benchmark machine (AMD EPYC, AVX-512) it runs t
 LoRA step 2.2-2.4x faster than MKL (BENCHMARKS.md). Both are true float32 GEMMs, full-precision
 products and float32 accumulation (no bf16/tf32 shortcut); they differ only in summation order,
 so in the last bits (measured on 2048-row products with inner sizes 384 and 1536: max abs error
-from a float64 reference 5.9e-6, MKL's 2.7e-6, for outputs of magnitude ~1-40).
+from a float64 reference 5.9e-6, MKL's 2.7e-6, for outputs of order 1).
 
 ``MatmulBackend`` says which library the fused path uses; it is a process-wide setting, like
 ``torch.backends`` flags, changed with :func:`set_matmul_backend` or the :func:`matmul_backend`
