@@ -39,6 +39,7 @@ bench: $(STAMP)
 		--out bench/results/profile_minilm-l6_query+value.md
 	$(PY) bench/profile_step.py --model smollm2-135m --targets q_proj+v_proj --variants lorakit peft floor \
 		--steps 2 --out bench/results/profile_smollm2-135m_q_proj+v_proj.md
+	$(PY) bench/layer_time.py > bench/results/layer_time.md
 	$(PY) bench/report.py
 
 demo: $(STAMP)

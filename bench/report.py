@@ -177,6 +177,22 @@ def _section(title: str, data: dict, md_name: str) -> list[str]:
     ]
 
 
+def _layer_costs() -> list[str]:
+    path = common.RESULTS / "layer_time.md"
+    if not path.exists():
+        return []
+    return [
+        "## What the adapter itself costs per layer (`bench/layer_time.py`)",
+        "",
+        "Forward + backward of one adapted layer vs the frozen layer's own two products (output and "
+        "input gradient) on the same GEMM library: the difference is all any LoRA-side optimisation "
+        "could still remove.",
+        "",
+        path.read_text(),
+        "",
+    ]
+
+
 def _profiles() -> list[str]:
     files = sorted(common.RESULTS.glob("profile_*.md"))
     if not files:
@@ -224,6 +240,7 @@ def main() -> None:
         *_section("Quality at the same budget", quality, "quality.md"),
         "![accuracy vs trainable parameters](bench/results/accuracy_vs_params.png)" if quality else "",
         "",
+        *_layer_costs(),
         *_profiles(),
     ]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))
