@@ -76,7 +76,8 @@ Two things, measured apart:
    machine (AMD EPYC, AVX-512) MKL's sgemm reaches ~200 GFLOP/s on these shapes and oneDNN's
    ~440-460 (2 threads). Both are float32 GEMMs with float32 accumulation; they differ in
    summation order only (tests/layers/test_gemm.py: values and gradients within 1e-5 of torch's,
-   errors vs a float64 reference of the same size as MKL's). The `lorakit` rows use it.
+   errors vs a float64 reference about twice MKL's, both at float32 rounding level). The
+   `lorakit` rows use it.
 
 Only the adapted layers run through lorakit, so the GEMM gain scales with how much of the model
 is adapted: all-linear moves nearly every product to oneDNN, query+value a sixth of a MiniLM
@@ -171,7 +172,7 @@ def _section(title: str, data: dict, md_name: str) -> list[str]:
         "",
         f"Machine: {m['platform']}, {m['processor']}, {m['cpu_count']} cores, torch {m['torch']}, "
         f"{m['threads']} threads, OMP_WAIT_POLICY={m.get('omp_wait_policy')}; load average at the end "
-        f"{m['loadavg'][0]:.2f} (other jobs shared the 2 cores, so wall times are noisy).",
+        f"{m['loadavg'][0]:.2f} (the benchmark's own 2 threads give about 2; more means other jobs).",
         "",
         (common.RESULTS / md_name).read_text(),
     ]
