@@ -51,7 +51,9 @@ def test_auto_picks_onednn_only_for_large_float32_cpu_products() -> None:
 
 
 @pytest.mark.parametrize("backend", [Backend.TORCH, Backend.ONEDNN], ids=lambda b: b.value)
-@pytest.mark.parametrize("layout", ["contiguous", "transposed-a", "transposed-w"])
+@pytest.mark.parametrize(
+    "layout", ["contiguous", "transposed-a", "transposed-w", "expanded-a", "stepped", "storage-offset"]
+)
 def test_products_match_float64(backend: Backend, layout: str) -> None:
     if backend is Backend.ONEDNN and not gemm.onednn_available():
         pytest.skip("torch built without oneDNN")
@@ -63,6 +65,16 @@ def test_products_match_float64(backend: Backend, layout: str) -> None:
         a = a.t().contiguous().t()
     if layout == "transposed-w":
         w = w.t().contiguous().t()
+    if layout == "expanded-a":
+        a = a[:1].expand(300, 96)
+    if layout == "stepped":
+        a = torch.cat([a, a]).reshape(300, 192)[:, ::2]
+        w = torch.cat([w, w], 1)[:, ::2]
+    if layout == "storage-offset":
+        block = torch.randn(500, 200, generator=g)
+        block[3:303, 7:103] = a
+        block[310:438, 50:146] = w
+        a, w = block[3:303, 7:103], block[310:438, 50:146]
     ref = a.double() @ w.double().t()
     with gemm.matmul_backend(backend):
         out = gemm.linear(a, w, bias)
