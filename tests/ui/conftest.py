@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.ui import fixtures
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,5 +157,6 @@ def page(browser: Any) -> Iterator[Any]:
 def screenshot(page: Any, name: str, full_page: bool = False) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(path), full_page=full_page)
     return path

@@ -21,14 +21,26 @@ from fastapi.responses import JSONResponse, StreamingResponse
 HTML_OUTPUT = '<script>alert("pwned")</script><img src=x onerror=alert(2)> <b>bold?</b>'
 MODELS = [
     {"id": "tiny-base", "parent": None, "lorakit": {"kind": "base", "task": "causal_lm", "labels": None}},
-    {"id": "shouty", "parent": "tiny-base", "lorakit": {"kind": "adapter", "task": "causal_lm", "labels": None}},
-    {"id": "html-writer", "parent": "tiny-base", "lorakit": {"kind": "adapter", "task": "causal_lm", "labels": None}},
+    {
+        "id": "shouty",
+        "parent": "tiny-base",
+        "lorakit": {"kind": "adapter", "task": "causal_lm", "labels": None},
+    },
+    {
+        "id": "html-writer",
+        "parent": "tiny-base",
+        "lorakit": {"kind": "adapter", "task": "causal_lm", "labels": None},
+    },
     {
         "id": "sentiment",
         "parent": "tiny-encoder",
         "lorakit": {"kind": "adapter", "task": "classification", "labels": ["negative", "positive"]},
     },
-    {"id": "ner", "parent": "tiny-encoder", "lorakit": {"kind": "adapter", "task": "token_classification", "labels": None}},
+    {
+        "id": "ner",
+        "parent": "tiny-encoder",
+        "lorakit": {"kind": "adapter", "task": "token_classification", "labels": None},
+    },
 ]
 POSITIVE, NEGATIVE = {"good", "great", "lovely", "fine"}, {"bad", "awful", "poor", "boring"}
 ENTITY_TYPES = {"Alice": "PER", "Bob": "PER", "Paris": "LOC", "London": "LOC", "Acme": "ORG"}
@@ -44,7 +56,9 @@ def answer(model: str, prompt: str, max_tokens: int, seed: int) -> list[str]:
     else:
         digest = hashlib.sha256(f"{seed}:{prompt}".encode()).hexdigest()[:6]
         pieces = ["Base", " model", " heard", *(f" {w}" for w in reversed(words)), f" #{digest}"]
-    pieces = [p if i == 0 or p.startswith(" ") or model == "html-writer" else f" {p}" for i, p in enumerate(pieces)]
+    pieces = [
+        p if i == 0 or p.startswith(" ") or model == "html-writer" else f" {p}" for i, p in enumerate(pieces)
+    ]
     return pieces[:max_tokens]
 
 
@@ -125,7 +139,13 @@ class FakeServer:
             choice |= {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
             usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(pieces)}
             usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-            return {"id": "cmpl-fake", "object": "text_completion", "model": model["id"], "choices": [choice], "usage": usage}
+            return {
+                "id": "cmpl-fake",
+                "object": "text_completion",
+                "model": model["id"],
+                "choices": [choice],
+                "usage": usage,
+            }
         return StreamingResponse(self._stream(model["id"], pieces, chat), media_type="text/event-stream")
 
     async def _stream(self, model: str, pieces: list[str], chat: bool) -> AsyncIterator[str]:
@@ -157,4 +177,10 @@ class FakeServer:
         run = classify if task == "classification" else entities
         data = [{"index": i, **run(text)} for i, text in enumerate(inputs)]
         n = sum(len(t.split()) for t in inputs)
-        return {"object": "list", "model": model["id"], "task": task, "data": data, "usage": {"prompt_tokens": n, "total_tokens": n}}
+        return {
+            "object": "list",
+            "model": model["id"],
+            "task": task,
+            "data": data,
+            "usage": {"prompt_tokens": n, "total_tokens": n},
+        }

@@ -23,9 +23,17 @@ RUNS = [
     ("numbers-lm", "causal_lm", ["lora.r=8", "train.lr=0.02"]),
 ]
 SWEEP = "rank-sweep"
-SWEEP_TRIALS = [{"lora.r": 2, "train.lr": 0.05}, {"lora.r": 8, "train.lr": 0.05}, {"lora.r": 8, "train.lr": 0.005}]
+SWEEP_TRIALS = [
+    {"lora.r": 2, "train.lr": 0.05},
+    {"lora.r": 8, "train.lr": 0.05},
+    {"lora.r": 8, "train.lr": 0.005},
+]
 # Top-level runs that are copies of sweep trials (saves training them twice): folder -> trial dir
-TRIAL_COPIES = {"topics-r2": "trials/trial-001", "topics-r8": "trials/trial-002", XSS_NAME: "trials/trial-003"}
+TRIAL_COPIES = {
+    "topics-r2": "trials/trial-001",
+    "topics-r8": "trials/trial-002",
+    XSS_NAME: "trials/trial-003",
+}
 STEPS = ["train.max_steps=36", "train.eval_every=6", "train.log_every=2", "train.save_every=null"]
 
 

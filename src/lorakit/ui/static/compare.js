@@ -77,7 +77,7 @@ export class CompareView {
     for (const b of boxes) b.box.addEventListener("change", enforce);
     enforce();
 
-    this.prompt = el("textarea", { id: "prompt", rows: 4, required: true, placeholder: "Type a prompt, or a sentence for classifier / NER adapters" });
+    this.prompt = el("textarea", { id: "prompt", rows: 3, required: true, placeholder: "Type a prompt, or a sentence for classifier / NER adapters" });
     this.prompt.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); this.form.requestSubmit(); }
     });

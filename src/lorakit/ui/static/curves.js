@@ -2,7 +2,7 @@
 
 import { LineChart } from "./chart.js";
 import { MetricsFollower } from "./follow.js";
-import { el, PALETTE } from "./dom.js";
+import { el, PALETTE, uid } from "./dom.js";
 
 const NOT_METRICS = new Set(["step", "split", "epoch", "lr", "samples_per_s", "tokens_per_s"]);
 
@@ -24,15 +24,17 @@ export class CurvesPanel {
     this.userMetric = false;
     this.lossChart = new LineChart("Loss by step: training (solid), validation (dashed, dots)", "loss");
     this.metricChart = new LineChart("Validation metric by step", "value");
-    this.metricSelect = el("select", { id: "metric-select", on: { change: () => this.pickMetric() } });
+    const selectId = uid("metric");
+    const titleId = uid("curves-title");
+    this.metricSelect = el("select", { id: selectId, class: "metric-select", on: { change: () => this.pickMetric() } });
     this.legend = el("ul", { class: "run-legend", "aria-label": "Colours of the runs" });
     this.node = el(
       "section",
-      { class: "curves", "aria-labelledby": "curves-title" },
+      { class: "curves", "aria-labelledby": titleId },
       el("div", { class: "panel-head" },
-        el("h2", { id: "curves-title", text: "Curves" }),
+        el("h2", { id: titleId, text: "Curves" }),
         this.legend,
-        el("label", { class: "inline", for: "metric-select" }, "Validation metric ", this.metricSelect)),
+        el("label", { class: "inline", for: selectId }, "Validation metric ", this.metricSelect)),
       el("div", { class: "chart-grid" }, this.lossChart.node, this.metricChart.node),
     );
     this.follower = new MetricsFollower((runs) => this.render(runs), (e) => this.onError(e));

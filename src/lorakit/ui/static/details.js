@@ -1,7 +1,7 @@
 // Below the curves: one run's summary and config, or the config diff of several runs.
 
 import { getJSON, query } from "./api.js";
-import { el, fmtDuration, fmtInt, fmtNum, fmtValue, PALETTE } from "./dom.js";
+import { el, fmtDuration, fmtInt, fmtNum, fmtValue, PALETTE, uid } from "./dom.js";
 
 function flatten(obj, prefix = "", out = {}) {
   for (const [k, v] of Object.entries(obj || {})) {
@@ -50,8 +50,9 @@ export class DetailsPanel {
   constructor(onError) {
     this.onError = onError;
     this.body = el("div", { class: "details-body" });
-    this.title = el("h2", { id: "details-title", text: "Details" });
-    this.node = el("section", { class: "details", "aria-labelledby": "details-title" }, this.title, this.body);
+    const titleId = uid("details-title");
+    this.title = el("h2", { id: titleId, text: "Details" });
+    this.node = el("section", { class: "details", "aria-labelledby": titleId }, this.title, this.body);
     this.key = "";
     this.showAll = false;
   }
@@ -89,10 +90,10 @@ export class DetailsPanel {
     const diff = await getJSON(query("api/config-diff", { id: runs.map((r) => r.id) }));
     this.title.textContent = `Config diff: ${diff.differing} of ${diff.rows.length} keys differ`;
     const toggle = el("input", {
-      type: "checkbox", id: "diff-all", checked: this.showAll,
+      type: "checkbox", checked: this.showAll,
       on: { change: () => { this.showAll = toggle.checked; render(); } },
     });
-    const holder = el("div", { class: "table-scroll", id: "config-diff" });
+    const holder = el("div", { class: "table-scroll config-diff" });
     const names = runs.map((r) => r.name);
     const render = () => {
       const rows = this.showAll ? diff.rows : diff.rows.filter((r) => r.differs);

@@ -32,6 +32,10 @@ export function clear(node) {
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 
+// A page-unique id (panels appear in several views; labels need distinct targets).
+let lastId = 0;
+export const uid = (prefix) => `${prefix}-${++lastId}`;
+
 // ---- number formatting -------------------------------------------------------------------------
 
 export function fmtInt(n) {
