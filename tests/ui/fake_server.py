@@ -96,11 +96,11 @@ class FakeServer:
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def install(self, app: FastAPI) -> FastAPI:
-        app.get("/v1/models")(self.models)
-        app.post("/v1/completions")(self.completions)
-        app.post("/v1/chat/completions")(self.chat)
-        app.post("/v1/classify")(self.classify)
+    def install(self, app: FastAPI, prefix: str = "/v1") -> FastAPI:
+        app.get(f"{prefix}/models")(self.models)
+        app.post(f"{prefix}/completions")(self.completions)
+        app.post(f"{prefix}/chat/completions")(self.chat)
+        app.post(f"{prefix}/classify")(self.classify)
         return app
 
     def denied(self, request: Request) -> JSONResponse | None:

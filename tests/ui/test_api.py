@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 import yaml
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from tests.ui.conftest import API_KEY, REPO, ui_app
 from tests.ui.fixtures import SWEEP, XSS_NAME
 
+from lorakit.ui import mount_ui
 from lorakit.ui.routes import STATIC_DIR
 
 FINISHED = ["topics-r2", "topics-r8", "ner-people-places", "numbers-lm", XSS_NAME]
@@ -124,6 +126,10 @@ def test_info_says_whether_models_are_served(runs_dir: Path) -> None:
 
     assert TestClient(ui_app(runs_dir)).get("/api/info").json()["models_served"] is False
     assert TestClient(ui_app(runs_dir, None, FakeServer())).get("/api/info").json()["models_served"] is True
+    mounted = FastAPI()
+    mounted.mount("/v1", FakeServer().install(FastAPI(), prefix=""))  # /v1 as a sub-application
+    mount_ui(mounted, runs_dir, None)
+    assert TestClient(mounted).get("/api/info").json()["models_served"] is True
 
 
 def test_page_files_are_served_with_their_types(client: TestClient) -> None:

@@ -68,6 +68,14 @@ def test_runs_view_lists_every_run_with_its_numbers(page: Any, runs_server: Any,
         ], name
     assert page.locator("#runs-table tbody tr").count() == len(list(runs_dir.glob("*/config.yaml")))
     assert page.locator(".sweeps-table tbody tr").count() == 1
+    # Sorting by a column: a header button; the best metric first when sorted descending.
+    page.get_by_role("button", name="Best metric").click()
+    header = page.locator("#runs-table th", has=page.get_by_role("button", name="Best metric"))
+    assert header.get_attribute("aria-sort") == "descending"
+    values = [
+        float(t.split()[0]) for t in page.locator("#runs-table tbody td:nth-child(7)").all_text_contents()
+    ]
+    assert values == sorted(values, reverse=True)
     assert page.log.errors == []
 
 
@@ -81,6 +89,8 @@ def test_pages_load_without_console_errors(page: Any, model_server: Any) -> None
 def test_a_growing_metrics_file_extends_the_curve_without_reload(
     page: Any, runs_server: Any, runs_dir: Path
 ) -> None:
+    for name in ("config.yaml", "metrics.jsonl"):
+        (runs_dir / LIVE_RUN / name).touch()  # written moments ago: the run is training
     open_view(page, runs_server, f"runs?sel={LIVE_RUN}")
     loss = page.locator("#view-runs .chart").first
     page.wait_for_function("document.querySelector('#view-runs .chart').dataset.points > 0")
@@ -266,9 +276,8 @@ def test_keyboard_reaches_the_run_checkboxes(page: Any, runs_server: Any) -> Non
     else:
         pytest.fail("Tab never reached the checkbox of topics-r2")
     page.keyboard.press("Space")
-    page.wait_for_function(
-        "[...document.querySelectorAll('#view-runs .run-legend li')].some(li => li.textContent == 'topics-r2')"
-    )
+    legend = "[...document.querySelectorAll('#view-runs .run-legend li')]"
+    page.wait_for_function(f"{legend}.some(li => li.textContent === 'topics-r2')")
     unlabelled = page.evaluate(
         """[...document.querySelectorAll('input, select, textarea, button')]
              .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))

@@ -75,7 +75,17 @@ def mount_ui(app: FastAPI, runs_dir: Path, api_key: str | None) -> None:
 
 def serves_models(app: FastAPI) -> bool:
     """Whether the app answers GET /v1/models (``lorakit serve`` does, ``lorakit ui`` does not)."""
-    return any(getattr(route, "path", None) == "/v1/models" for route in app.routes)
+    return "/v1/models" in _paths(app.routes, "")
+
+
+def _paths(routes: list[Any], prefix: str) -> set[str]:
+    """Every route path, mounted sub-apps' routes included (a Mount has ``routes``)."""
+    found = set()
+    for route in routes:
+        path = prefix + str(getattr(route, "path", ""))
+        found.add(path)
+        found |= _paths(list(getattr(route, "routes", None) or []), path)
+    return found
 
 
 def build_router(index: RunIndex, api_key: str | None, models_served: Callable[[], bool]) -> APIRouter:
