@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) bench/profile_step.py --model smollm2-135m --targets q_proj+v_proj --variants lorakit peft floor \
 		--steps 2 --out bench/results/profile_smollm2-135m_q_proj+v_proj.md
 	$(PY) bench/layer_time.py > bench/results/layer_time.md
+	$(PY) -m bench.ui_page --json bench/results/ui_page.json
 	$(PY) bench/report.py
 
 demo: $(STAMP)

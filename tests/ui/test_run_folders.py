@@ -157,3 +157,15 @@ def test_plot_names_are_plain_png_files_only(tmp_path: Path) -> None:
     (plots / "dir.png").mkdir()
     (plots / "link.png").symlink_to(tmp_path / "sweep.json")
     assert plot_names(tmp_path) == ["a.png", "b.png"]
+
+
+def test_linked_summary_and_config_are_ignored(tmp_path: Path) -> None:
+    outside = make_run(
+        tmp_path / "outside", summary={"status": "completed", "best_metric": 1.0}, task="seq2seq"
+    )
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    for name in ("summary.json", "config.yaml"):
+        (run / name).symlink_to(outside / name)
+    info = RunIndex(tmp_path / "runs").info("r", run)
+    assert info["status"] == "running" and info["best_metric"] is None and info["task"] is None

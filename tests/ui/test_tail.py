@@ -88,3 +88,15 @@ def test_large_files_come_in_pages_that_add_up(tmp_path: Path) -> None:
         if not chunk.more:
             break
     assert got == rows(500) and pages > 3
+
+
+def test_symlinks_and_non_files_are_not_read(tmp_path: Path) -> None:
+    """A link planted in a runs folder must not make the page serve a file from elsewhere."""
+    secret = tmp_path / "secret.jsonl"
+    write(secret, rows(2))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").symlink_to(secret)
+    chunk = read_since(tmp_path / "run" / "metrics.jsonl", 0, "")
+    assert chunk.rows == [] and chunk.file_id == ""
+    (tmp_path / "dir.jsonl").mkdir()
+    assert read_since(tmp_path / "dir.jsonl", 0, "").rows == []

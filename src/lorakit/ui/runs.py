@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from lorakit.ui.tail import finite_json, read_since
+from lorakit.ui.tail import finite_json, read_since, read_small
 
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE = "config.yaml", "metrics.jsonl", "summary.json"
 SWEEP_FILES = ("sweep.json", "sweep_state.json")
@@ -85,17 +85,21 @@ def discover(root: Path) -> Found:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a regular file of the runs folder; None when absent or unreadable."""
+    text = read_small(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(text) if text is not None else None
+    except ValueError:
         return None
     return finite_json(data) if isinstance(data, dict) else None
 
 
 def read_yaml(path: Path) -> dict[str, Any] | None:
+    """A YAML mapping from a regular file of the runs folder; None when absent or unreadable."""
+    text = read_small(path)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        data = yaml.load(text, Loader=SAFE_LOADER) if text is not None else None
+    except yaml.YAMLError:
         return None
     return finite_json(data) if isinstance(data, dict) else None
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 MAX_CHUNK_BYTES = 1 << 20
 """At most this much of the file per answer; ``more`` tells the page to ask again at once."""
+MAX_SMALL_FILE_BYTES = 16 << 20
+"""summary.json, config.yaml and sweep files larger than this are not read."""
 
 
 @dataclass(frozen=True)
@@ -39,11 +42,35 @@ def file_identity(st: os.stat_result) -> str:
     return f"{st.st_dev}-{st.st_ino}"
 
 
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file and not a symlink.
+
+    The page reads only what training wrote into the runs folder; a symlink planted there
+    must not make it serve a file from elsewhere. Raises OSError otherwise.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise OSError(f"{path} is not a regular file")
+    return f
+
+
+def read_small(path: Path, limit: int = MAX_SMALL_FILE_BYTES) -> str | None:
+    """The text of a small regular file (summary.json, config.yaml, ...); None if absent or odd."""
+    try:
+        with open_regular(path) as f:
+            data = f.read(limit + 1)
+        return data.decode("utf-8") if len(data) <= limit else None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def read_since(path: Path, offset: int, file_id: str, max_bytes: int = MAX_CHUNK_BYTES) -> MetricsChunk:
     """Complete lines of ``path`` after byte ``offset`` of the file known as ``file_id``."""
     try:
-        f = path.open("rb")
-    except FileNotFoundError:
+        f = open_regular(path)
+    except OSError:  # absent (not written yet), or not a regular file
         return MetricsChunk([], 0, "", reset=offset > 0 or bool(file_id), more=False)
     with f:
         st = os.fstat(f.fileno())

@@ -36,6 +36,7 @@ export class CompareView {
       return;
     }
     this.models = (models.data || []).filter((m) => m && typeof m.id === "string");
+    if (!this.models.length) return this.noModel("GET /v1/models lists no model.");
     this.renderForm();
   }
 

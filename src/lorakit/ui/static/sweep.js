@@ -34,6 +34,7 @@ export class SweepView {
     this.id = params.get("id") || "";
     this.selected = [];
     this.plotKey = "";
+    this.tableKey = "";
     this.active = true;
     await this.refresh();
   }
@@ -63,6 +64,9 @@ export class SweepView {
   }
 
   renderTable(sweep) {
+    const key = JSON.stringify([sweep.keys, sweep.trials, sweep.best_trial]);
+    if (key === this.tableKey) return; // unchanged: keep the table (and keyboard focus) as it is
+    this.tableKey = key;
     const head = ["", "Trial", ...sweep.keys, "Trainable params", `Best ${sweep.metric || "metric"}`, "Best step", "Wall time", "Status"];
     const rows = sweep.trials.map((t) => {
       const best = t.trial === sweep.best_trial;
