@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) bench/step_time.py --models minilm-l6 --dropout 0.1 --no-memory --repeats 8 --out bench/results/step_time_dropout.json
 	$(PY) bench/inference.py
 	$(PY) bench/quality.py
+	$(PY) bench/gguf_start.py --repeats 2 --json bench/results/gguf_start.json
 	$(PY) bench/profile_step.py --targets query+value --variants lorakit peft floor \
 		--out bench/results/profile_minilm-l6_query+value.md
 	$(PY) bench/profile_step.py --model smollm2-135m --targets q_proj+v_proj --variants lorakit peft floor \

@@ -285,7 +285,8 @@ def dequantised(ref: ModelRef) -> ModelRef:
     except (OSError, ValueError, KeyError) as e:
         raise LorakitError(f"could not read {gguf} as a GGUF model: {e}") from None
     forget_gguf_origin(model)
-    gguf_cache.store(entry, gguf.name, digest, model, tokenizer)
+    with quiet_transformers():  # save_pretrained draws a progress bar
+        gguf_cache.store(entry, gguf.name, digest, model, tokenizer)
     return ModelRef(ref.name, str(entry))
 
 

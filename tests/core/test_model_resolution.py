@@ -35,7 +35,7 @@ def config_beside_model(tmp_path: Path, bert: Path, model: str) -> Path:
             {
                 "model": model,
                 "task": "classification",
-                "data": {"train": "train.jsonl", "max_length": 16},
+                "data": {"train": str(project / "train.jsonl"), "max_length": 16},
                 "lora": {"r": 2, "targets": ["query"]},
                 "train": {"max_steps": 1, "batch_size": 8, "eval_every": None, "save_every": None},
                 "output_dir": str(tmp_path / "out"),
@@ -121,7 +121,7 @@ def test_seq2seq_example_offline_fails_fast(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(ROOT)
     start = time.perf_counter()
     code = main(["train", str(ROOT / "examples" / "seq2seq_t5.yaml"), f"output_dir={tmp_path / 'out'}"])
     elapsed = time.perf_counter() - start

@@ -23,7 +23,7 @@ from lorakit.adapter_io import adapter_payload, write_adapter
 from lorakit.data.batching import epoch_batches
 from lorakit.distributed import all_reduce_sums, broadcast_flag, shard_batches, shutdown_distributed
 from lorakit.errors import LorakitError, TrainingDiverged, TrainingInterrupted
-from lorakit.extras import available, missing_message
+from lorakit.extras import available
 from lorakit.layers.gemm import matmul_backend
 from lorakit.quant.model import quantized_modules
 from lorakit.summary import trainable_summary
@@ -36,11 +36,11 @@ from lorakit.training.recovery import clean_leftovers
 from lorakit.training.reporting import Reporter
 from lorakit.training.run_folder import (
     BEST_DIR,
-    InterruptedRun,
     check_output_dir,
     clear_run_outputs,
     complete_adapter_folder,
-    is_complete_adapter,
+    interrupted_report,
+    missing_outputs,
 )
 from lorakit.training.setup import Run, TrainState, setup_run
 
@@ -131,25 +131,6 @@ def maybe_resume(run: Run) -> Path | None:
     if run.scaler is not None and state.get("scaler"):
         run.scaler.load_state_dict(state["scaler"])
     return found[-1]
-
-
-def missing_outputs() -> list[str]:
-    """Notes for the optional outputs this run skips because their extra is not installed."""
-    wanted = {"tensorboard": "no TensorBoard events", "matplotlib": "no plots/"}
-    return [f"{what}: {missing_message(module)}" for module, what in wanted.items() if not available(module)]
-
-
-def interrupted_report(run: Run) -> InterruptedRun:
-    best = run.output_dir / BEST_DIR
-    state = run.state
-    note = f"best {run.metric} {state.best_metric:.4g} at step {state.best_step}" if state.best_step else ""
-    return InterruptedRun(
-        run.output_dir,
-        state.step,
-        run.total_steps,
-        best if state.best_step is not None and is_complete_adapter(best) else None,
-        note,
-    )
 
 
 def draw_steps(run: Run) -> Iterator[list[list[int]]]:

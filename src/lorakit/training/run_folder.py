@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from lorakit.errors import ConfigError, RunExistsError
+from lorakit.extras import available, missing_message
 from lorakit.tasks.common import TASK_FILE, write_task_file
 from lorakit.training.checkpoint import list_checkpoints
 from lorakit.training.config import RunConfig
+from lorakit.training.setup import Run
 
 BEST_DIR = "best_adapter"
 FINAL_DIR = "adapter"
@@ -170,3 +172,18 @@ class InterruptedRun:
         if usable:
             lines.append("  use it now:      --adapter " + ", or --adapter ".join(usable))
         return "\n".join(lines)
+
+
+def interrupted_report(run: Run) -> InterruptedRun:
+    best = run.output_dir / BEST_DIR
+    state = run.state
+    has_best = state.best_step is not None and state.best_metric is not None
+    note = f"best {run.metric} {state.best_metric:.4g} at step {state.best_step}" if has_best else ""
+    usable = has_best and is_complete_adapter(best)
+    return InterruptedRun(run.output_dir, state.step, run.total_steps, best if usable else None, note)
+
+
+def missing_outputs() -> list[str]:
+    """Notes for the optional outputs a run skips because their extra is not installed."""
+    wanted = {"tensorboard": "no TensorBoard events", "matplotlib": "no plots/"}
+    return [f"{what}: {missing_message(module)}" for module, what in wanted.items() if not available(module)]
