@@ -71,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     validate_config(cfg)
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     print(
-        f"lorakit demo: LoRA on minilm-l6, 4-topic classification ({data}), config {cfg_path}\n", flush=True
+        f"lorakit demo: LoRA on minilm-l6, 4-topic classification ({data}), config {cfg_path}; "
+        f"an earlier demo run in {out} is replaced\n",
+        flush=True,
     )
     t0 = time.perf_counter()
-    code = cli_main(["train", str(cfg_path)])
+    code = cli_main(["train", str(cfg_path), "--overwrite"])
     if code != 0:
         return code
     evals = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "eval"]

@@ -33,7 +33,6 @@ RUN_OUTPUTS = (
     "plots",
     "metrics.jsonl",
     "summary.json",
-    "config.yaml",
 )
 # Outputs that hold results: a fresh run over any of them needs --overwrite.
 RESULTS = (FINAL_DIR, BEST_DIR, "checkpoints", "summary.json")
