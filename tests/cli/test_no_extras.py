@@ -69,9 +69,8 @@ def test_help_and_training_work_without_extras(cfg: Path, tmp_path: Path, site_w
     shown = lorakit_without_extras(site_without_extras, "--help")
     assert shown.returncode == 0, shown.stderr
     assert "sweep" in shown.stdout and "Traceback" not in shown.stderr
-    for command in ("train", "sweep", "models", "inspect"):
-        sub = lorakit_without_extras(site_without_extras, command, "--help")
-        assert sub.returncode == 0 and "Traceback" not in sub.stderr, (command, sub.stderr)
+    sub = lorakit_without_extras(site_without_extras, "sweep", "--help")  # the command needing optuna
+    assert sub.returncode == 0 and "--grid" in sub.stdout and "Traceback" not in sub.stderr, sub.stderr
     trained = lorakit_without_extras(site_without_extras, "train", str(cfg))
     assert trained.returncode == 0, trained.stderr
     assert (tmp_path / "run" / "adapter" / "lorakit_task.json").is_file()
