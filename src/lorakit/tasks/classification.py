@@ -17,6 +17,7 @@ from lorakit.tasks.common import (
     batched,
     collate_for,
     label_index,
+    label_value,
     model_device,
     normalise_labels,
     set_pad_token,
@@ -26,8 +27,11 @@ from lorakit.training.config import RunConfig
 HEAD_NAMES = ("classifier", "score")
 
 
-def labels_from_records(records: list[Record], field: str, source: str) -> list[Any]:
-    values = [require_field(r, field, source, i) for i, r in enumerate(records)]
+def labels_from_records(records: list[Record], field: str, source: str, strict: bool = True) -> list[Any]:
+    values = [
+        label_value(require_field(r, field, source, i), field, source, i, strict)
+        for i, r in enumerate(records)
+    ]
     labels = sorted(set(normalise_labels(values)))
     if len(labels) < 2:
         raise DataError(f"{source}: field {field!r} has {len(labels)} distinct label(s); need at least 2")
@@ -80,6 +84,7 @@ class ClassificationTask:
             f: Feature = {k: enc[k][i] for k in enc}
             if with_targets:
                 value = require_field(records[i], d.label_field, source, i)
+                value = label_value(value, d.label_field, source, i, d.strict_labels)
                 f["labels"] = label_index(self.label_map, value, source, i)
             features.append(f)
         return features

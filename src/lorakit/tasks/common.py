@@ -113,6 +113,28 @@ def normalise_labels(values: list[Any]) -> list[Any]:
     return [str(v) for v in values]
 
 
+def label_value(value: Any, field: str, source: str, index: int, strict: bool) -> Any:
+    """A record's label, refusing (``strict``) an empty cell or a list / object where one label
+    belongs; otherwise those become classes: '' and the value's JSON text."""
+    if isinstance(value, str) and not value.strip():
+        if strict:
+            raise DataError(
+                f"{source}, record {index + 1}: field {field!r} is empty; every record needs a label "
+                "(data.strict_labels: false makes the empty label a class of its own)"
+            )
+        return value
+    if isinstance(value, (list, dict)):
+        if strict:
+            kind = "a list" if isinstance(value, list) else "an object"
+            shown = json.dumps(value, ensure_ascii=False)
+            raise DataError(
+                f"{source}, record {index + 1}: field {field!r} holds {kind} ({shown[:60]}), not one label "
+                "(data.strict_labels: false makes each distinct value's JSON text a class)"
+            )
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return value
+
+
 def label_index(label_map: dict[Any, int], value: Any, source: str, index: int) -> int:
     key = normalise_labels([value])[0]
     if key not in label_map:

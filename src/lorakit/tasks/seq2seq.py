@@ -11,6 +11,7 @@ from torch import nn
 from lorakit.data.batching import Feature
 from lorakit.data.readers import Record, require_field
 from lorakit.errors import LorakitError
+from lorakit.extras import available, require
 from lorakit.models import ModelRef, load_pretrained
 from lorakit.tasks.common import accepted_inputs, batched, collate_for, generate, set_pad_token
 from lorakit.training.config import RunConfig
@@ -74,9 +75,10 @@ class Seq2SeqTask:
         loss = total / max(count, 1.0)
         metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
         n = self.config.eval.generate_samples
-        n = DEFAULT_BLEU_SAMPLES if n is None else n
+        if n is None:  # BLEU by default when sacrebleu (the `metrics` extra) is installed
+            n = DEFAULT_BLEU_SAMPLES if available("sacrebleu") else 0
         if n:
-            import sacrebleu
+            sacrebleu = require("sacrebleu", "BLEU (seq2seq evaluation with eval.generate_samples > 0)")
 
             subset = records[:n]
             hyps = [p["generated"] for p in self.predict(model, subset)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from lorakit.config import LoraConfig
 from lorakit.errors import ConfigError
@@ -13,6 +13,8 @@ from lorakit.quant import QuantConfig
 
 TaskName = Literal["classification", "token_classification", "causal_lm", "seq2seq"]
 TASKS: tuple[str, ...] = ("classification", "token_classification", "causal_lm", "seq2seq")
+PATH_KEYS = ("train", "validation", "test")
+"""The data keys that name files."""
 
 
 class Section(BaseModel):
@@ -23,7 +25,8 @@ class Section(BaseModel):
 
 class DataSection(Section):
     train: str | None = None
-    """Training file (.jsonl .json .csv .tsv .parquet, CoNLL .conll/.txt) or a saved HF datasets dir."""
+    """Training file (.jsonl .json .csv .tsv .parquet, CoNLL .conll/.txt) or a saved HF datasets dir.
+    Relative paths in a config file are relative to the config file's folder."""
     validation: str | None = None
     """Validation file; or set validation_split to carve it out of the training data."""
     test: str | None = None
@@ -68,6 +71,19 @@ class DataSection(Section):
     """Use only the first N training records."""
     max_eval_samples: int | None = Field(default=None, ge=1)
     """Use only the first N evaluation records."""
+    strict_labels: bool = True
+    """Refuse empty, list and object label values (classification), naming the record; false: an
+    empty label is a class '' of its own and lists / objects become classes named by their JSON."""
+
+    _written: dict[str, str] = PrivateAttr(default_factory=dict)
+    """train / validation / test as written in the config file, before they were made absolute."""
+
+    def written_path(self, key: str) -> str | None:
+        """A data path as the config file wrote it, when it was relative to the config's folder."""
+        return self._written.get(key)
+
+    def remember_written(self, written: dict[str, str]) -> None:
+        self._written = {k: v for k, v in written.items() if k in PATH_KEYS}
 
     @field_validator("prompt_template")
     @classmethod
@@ -204,7 +220,8 @@ class EvalSection(Section):
 
 class RunConfig(Section):
     model: str
-    """A local HF model dir, a .gguf file, a hub id (downloads), or an alias: minilm-l6, smollm2-135m."""
+    """A local HF model dir, a .gguf file, a hub id (downloads), or an alias: minilm-l6, smollm2-135m.
+    An existing local path wins (in a config file: relative to the config file's folder first)."""
     task: TaskName
     """classification | token_classification | causal_lm | seq2seq."""
     data: DataSection = Field(default_factory=DataSection)
@@ -219,7 +236,8 @@ class RunConfig(Section):
     """Store the frozen base Linear weights quantized (QLoRA-style): null, nf4, int8, or a mapping
     {method, block_size, double_quant, skip}. Adapters still load onto the float base."""
     output_dir: str = "runs/run"
-    """Where adapter/, checkpoints/, metrics.jsonl, summary.json and plots go."""
+    """Where adapter/, checkpoints/, metrics.jsonl, summary.json and plots go (relative to the
+    current directory)."""
     resume: Literal["never", "auto"] = "never"
     """auto: continue from the newest complete checkpoint in output_dir when there is one."""
     resume_allow_changes: list[str] = Field(default_factory=list)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
 from tqdm import tqdm
 
 from lorakit.adapter_io.integrity import atomic_write_text
+from lorakit.extras import available
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -129,9 +129,9 @@ class Reporter:
 
 
 def _tensorboard(folder: Path, purge_step: int) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        warnings.warn("tensorboard is not installed: no event files are written", stacklevel=2)
+    """A TensorBoard writer, or None without the `tensorboard` extra (the run notes that)."""
+    if not available("tensorboard"):
         return None
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(str(folder), purge_step=purge_step or None)

@@ -20,6 +20,8 @@ from lorakit.data.readers import Record
 from lorakit.data.splits import load_splits
 from lorakit.distributed import DistContext, ParallelStrategy, init_distributed, local_device, select_strategy
 from lorakit.errors import ConfigError, DataError
+from lorakit.extras import available, missing_message
+from lorakit.extras import check as check_extra
 from lorakit.model import inject
 from lorakit.models import ModelRef, load_tokenizer, resolve_model
 from lorakit.quant.model import QuantReport, quantize_model
@@ -71,6 +73,8 @@ class Run:
     strategy: ParallelStrategy | None = None
     parallel_model: nn.Module | None = None
     """What training forwards call: ``model`` itself, or its DDP wrapper (FSDP shards in place)."""
+    notes: list[str] = field(default_factory=list)
+    """Lines the run prints when it starts (e.g. how validation_split divided the data)."""
 
     def autocast(self) -> contextlib.AbstractContextManager:
         precision = self.config.train.precision
@@ -124,6 +128,18 @@ def metric_choice(config: RunConfig) -> tuple[str, bool]:
     return metric, greater
 
 
+def check_extras(config: RunConfig) -> list[str]:
+    """Refuse, before anything loads, an option whose extra is missing; notes for what is skipped."""
+    if config.task != "seq2seq" or available("sacrebleu"):
+        return []
+    asked = config.eval.generate_samples or config.train.metric_for_best == "bleu"
+    if asked:
+        check_extra("sacrebleu", "BLEU (seq2seq evaluation with eval.generate_samples > 0)")
+    if config.eval.generate_samples is None:
+        return [f"no BLEU in the evaluations: {missing_message('sacrebleu')}"]
+    return []
+
+
 def quantize_base(config: RunConfig, task: Task, model: nn.Module) -> QuantReport | None:
     """Quantize the frozen base as ``config.quantize`` says; the task's trainable head stays float."""
     if config.quantize is None:
@@ -154,6 +170,7 @@ def setup_run(config: RunConfig) -> Run:
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     metric, greater = metric_choice(config)
+    notes = check_extras(config)
     device = pick_device(config)
     ctx = init_distributed(device)
     device = local_device(device, ctx)
@@ -198,6 +215,7 @@ def setup_run(config: RunConfig) -> Run:
         dist=ctx,
         strategy=strategy,
         parallel_model=parallel_model,
+        notes=[*notes, *splits.notes],
     )
 
 
