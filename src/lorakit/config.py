@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from lorakit import patterns as bounded
+import lorakit.patterns as bounded
 from lorakit.errors import ConfigError
 
 BiasMode = Literal["none", "all", "lora_only"]

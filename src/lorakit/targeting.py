@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from lorakit import patterns as bounded
+import lorakit.patterns as bounded
 from lorakit.config import ALL_LINEAR, LoraConfig
 from lorakit.errors import TargetError
 from lorakit.layers import LORA_TYPES, ModulesToSave, is_linear_like, is_supported

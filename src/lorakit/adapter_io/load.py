@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorakit import patterns as bounded
+import lorakit.patterns as bounded
 from lorakit.adapter_io.integrity import (
     FINGERPRINT_KEY,
     SCALING_KEY,

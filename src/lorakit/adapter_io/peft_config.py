@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lorakit import patterns as bounded
+import lorakit.patterns as bounded
 from lorakit.config import LoraConfig
 from lorakit.errors import AdapterFileError, ConfigError
 

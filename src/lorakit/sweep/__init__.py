@@ -1,6 +1,7 @@
 """Hyperparameter sweeps over ``lorakit train``: search space, trial runner, resumable state, report."""
 
-from lorakit.sweep.runner import SweepOptions, run_sweep
+from lorakit.sweep.options import SweepOptions
+from lorakit.sweep.runner import run_sweep
 from lorakit.sweep.search import PrunerSettings
 from lorakit.sweep.space import Choice, GridSpecError, Range, SearchSpace, parse_grid, parse_space
 from lorakit.sweep.state import SweepState, TrialRecord
