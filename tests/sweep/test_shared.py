@@ -267,3 +267,20 @@ def test_cli_report_of_a_local_sweep_rebuilds_its_files(tiny_config: Path, tmp_p
     (out / "sweep.json").unlink()
     assert main([*args, "--report"]) == 0
     assert (out / "sweep.json").read_text() == before
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_sweep_leaves_optuna_logging_as_it_found_it(
+    tmp_path: Path, shared: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        storage = str(tmp_path / "s.journal") if shared else None
+        run_sweep(fake_options(tmp_path, storage, grid=["lora.r=2,4"]), echo=lambda s: None)
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    finally:
+        optuna.logging.set_verbosity(level)
+    captured = capsys.readouterr()
+    assert "Trial 0 finished" not in captured.err + captured.out
+    assert "A new study created" not in captured.err + captured.out
