@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -85,6 +86,8 @@ def test_two_workers_complete_one_grid_together_each_trial_once(tiny_config: Pat
         ("8", "0.002"),
     }
     assert sum("wrote " in stdout for stdout, _ in results) >= 1
+    hosts = {t["host"] for t in json.loads((out / "sweep.json").read_text())["trials"]}
+    assert hosts == {socket.gethostname()}
     # The folder's state file only points at the study; the trials live there.
     state = SweepState.load(out / STATE_FILE)
     assert (state.storage, state.study, state.trials) == (str(journal), "sweep", [])
@@ -246,6 +249,7 @@ def test_cli_storage_and_report_mistakes_exit_2_and_create_nothing(
     cases = [
         (["--storage", "sweep.db", "--out", str(tmp_path / "a")], "--storage 'sweep.db' is not understood"),
         (["--out", str(tmp_path / "b"), "--report"], "no sweep to report in"),
+        (["--out", str(tmp_path / "d"), "--study", "x"], "--study names a study in shared storage"),
         (
             ["--storage", str(tmp_path / "c.journal"), "--out", str(tmp_path / "c"), "--report"],
             "no such journal",

@@ -39,6 +39,8 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
     direction: Direction = "maximize" if greater else "minimize"
     if args.parallel < 1:
         raise ConfigError(f"--parallel must be >= 1, got {args.parallel}")
+    if args.study is not None and args.storage is None:
+        raise ConfigError("--study names a study in shared storage: give --storage too")
     if args.prune_startup < 0:
         raise ConfigError(f"--prune-startup must be >= 0, got {args.prune_startup}")
     return SweepOptions(

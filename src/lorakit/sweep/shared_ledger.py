@@ -16,6 +16,7 @@ next attempt, in a fresh directory. Ctrl-C does the same for the worker's own tr
 from __future__ import annotations
 
 import json
+import socket
 import time
 import zlib
 from collections.abc import Callable
@@ -140,6 +141,7 @@ class SharedLedger:
                 attempt=key[1],
                 dir=trial_dir(*key),
                 previous_dirs=attrs.get(PREVIOUS, []),
+                host=socket.gethostname(),
             )
             trial.set_user_attr(WORKER, self.worker.as_attr())
             trial.set_user_attr(HEARTBEAT, time.time())

@@ -66,6 +66,8 @@ class TrialRecord:
     """Validation metric by step (JSON keys are strings), replayed into the pruner on resume."""
     previous_dirs: list[str] = field(default_factory=list)
     """Directories of interrupted attempts, left for inspection."""
+    host: str | None = None
+    """Machine that ran the trial, whose --out folder holds its directory (shared sweeps)."""
 
     @property
     def finished(self) -> bool:
