@@ -282,7 +282,10 @@ class SharedLedger:
             if owner.get("id") == self.worker.id:
                 continue
             beat = a.attrs.get(HEARTBEAT)
-            silent = now - (beat if isinstance(beat, (int, float)) else a.frozen.datetime_start.timestamp())
+            if not isinstance(beat, (int, float)):  # popped a moment ago, not yet marked
+                started = a.frozen.datetime_start
+                beat = started.timestamp() if started is not None else now
+            silent = now - beat
             if self.worker.gone(owner):
                 why = f"its worker (pid {owner.get('pid')} on this machine) has exited"
             elif silent > self.opts.stale_after_s:
