@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import io
 import logging
 import os
 import re
 import socket
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,20 +207,25 @@ def hub_unreachable(endpoint: str, timeout_s: float = 0.8) -> str | None:
 
 
 @contextlib.contextmanager
-def quiet_transformers() -> Any:
-    """transformers prints load reports and progress bars on stdout/stderr; keep the CLI readable."""
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports and progress bars for the call, then restore them.
+
+    Only transformers' own logging settings change, and only while the block runs; sys.stdout
+    and sys.stderr are never replaced (that would swallow other threads' output too). GGUF
+    de-quantisation draws a plain tqdm bar that transformers does not control; it stays visible.
+    """
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        # GGUF de-quantisation draws its own progress bar on stderr; load errors still raise.
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
+        yield
     finally:
         hf_logging.set_verbosity(level)
-        hf_logging.enable_progress_bar()
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def load_tokenizer(ref: ModelRef) -> Any:

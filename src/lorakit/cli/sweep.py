@@ -64,6 +64,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="finished trials before pruning starts (default 4)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random / tpe sampler (default 0)")
+    p.add_argument(
+        "--storage",
+        metavar="WHERE",
+        help="keep the sweep in shared Optuna storage, so the same command started on several "
+        "machines runs disjoint trials of one sweep: a path ending in .journal (a file every "
+        "machine sees) or a database URL (sqlite:///sweep.db, postgresql://user@host/db)",
+    )
+    p.add_argument(
+        "--study", metavar="NAME", help="study name in --storage (default: the name of the --out folder)"
+    )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="run nothing: print the table and write the report files of the sweep as it stands",
+    )
     p.set_defaults(func=run)
 
 

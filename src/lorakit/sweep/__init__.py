@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "SweepOptions": "runner",
+    "SweepOptions": "options",
     "run_sweep": "runner",
     "PrunerSettings": "search",
     "Choice": "space",
