@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,7 +43,7 @@ class _Sampling(BaseModel):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str] = Field(min_length=1, max_length=64)
+    prompt: str | Annotated[list[str], Field(min_length=1, max_length=64)]
     """The prompt, or a list of prompts (one choice each)."""
 
 
@@ -66,7 +66,7 @@ class ClassifyRequest(BaseModel):
 
     model: str = Field(min_length=1, max_length=256)
     """A classification or token_classification adapter."""
-    input: str | list[str] = Field(min_length=1)
+    input: str | Annotated[list[str], Field(min_length=1)]
     """One text or a list of texts."""
 
 
