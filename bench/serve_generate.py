@@ -147,9 +147,11 @@ def main(argv: list[str] | None = None) -> None:
     for shape in ((16, 1), (16, 32)):
         ids = torch.randint(0, 1000, shape)
 
-        def fwd(model, adapters, strategy="gather"):
+        def fwd(model, adapters, strategy="gather", ids=ids):
+            mix = lorakit.MixedBatch(model, adapters, strategy)  # prepared once, reused like a decode loop
+
             def f():
-                with torch.inference_mode(), lorakit.MixedBatch(model, adapters, strategy):
+                with torch.inference_mode(), mix:
                     model(input_ids=ids)
 
             return f

@@ -8,7 +8,7 @@ from lorakit.inference.text import TextStream
 class PieceTokenizer:
     """Token id i decodes to PIECES[i]; decode concatenates (like byte-level BPE)."""
 
-    PIECES = ["Hel", "lo", " wor", "ld", "\n\n", "###", " end", "##", "#"]
+    PIECES = ("Hel", "lo", " wor", "ld", "\n\n", "###", " end", "##", "#")
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         return "".join(self.PIECES[i] for i in ids)

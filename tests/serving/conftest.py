@@ -19,7 +19,10 @@ from lorakit.serving.state import ServerState
 from lorakit.tasks.common import write_task_file
 from tiny_assets import make_model
 
-CHAT = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}{% if add_generation_prompt %}answer{% endif %}"
+CHAT = (
+    "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}"
+    "{% if add_generation_prompt %}answer{% endif %}"
+)
 
 
 def _randomize(model: torch.nn.Module, seed: int) -> None:

@@ -102,7 +102,10 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(lm_assets: dict[str, Path
         time.sleep(0.3)
         second = threading.Thread(target=stream, args=("queued", 20))  # waits behind the first (max-batch 1)
         second.start()
-        time.sleep(0.3)
+        deadline = time.time() + 30
+        while httpx.get(url + "/health", timeout=5).json()["running"] < 2:  # both are in the engine
+            assert time.time() < deadline, "the two requests never overlapped"
+            time.sleep(0.01)
         os.kill(proc.pid, signal.SIGTERM)
         first.join(60)
         second.join(60)

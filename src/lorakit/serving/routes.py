@@ -67,7 +67,13 @@ class Generation:
         self.open.clear()
 
     async def events(self, request: Request) -> AsyncIterator[tuple[int, TokenEvent]]:
+        checked = time.monotonic()
         while self.open:
+            if time.monotonic() - checked > 0.2:  # a client that went away frees its slot promptly
+                checked = time.monotonic()
+                if await request.is_disconnected():
+                    self.close()
+                    return
             try:
                 index, event = await asyncio.wait_for(self.queue.get(), timeout=0.25)
             except TimeoutError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from types import FrameType
 
 import uvicorn
@@ -29,7 +30,10 @@ def run(state: ServerState) -> int:
         # uvicorn stops listening and waits for open requests (streams included); new requests on
         # connections that are still open get 503 from the gate meanwhile.
         state.draining = True
-        stop(sig, frame)
+        if sig == signal.SIGTERM:
+            server.should_exit = True  # not stop(): uvicorn would re-raise SIGTERM at the end, exit 0 instead
+        else:
+            stop(sig, frame)
 
     server.handle_exit = drain  # capture_signals() installs this instance attribute for SIGINT/SIGTERM
     where = f"http://{state.config.host}:{state.config.port}"
