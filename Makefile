@@ -40,6 +40,10 @@ bench: $(STAMP)
 	$(PY) bench/profile_step.py --model smollm2-135m --targets q_proj+v_proj --variants lorakit peft floor \
 		--steps 2 --out bench/results/profile_smollm2-135m_q_proj+v_proj.md
 	$(PY) bench/layer_time.py > bench/results/layer_time.md
+	$(PY) bench/serve_generate.py > bench/results/serve_generate.md
+	$(PY) bench/serve_latency.py > bench/results/serve_latency.md
+	$(PY) bench/serve_classify.py > bench/results/serve_classify.md
+	$(PY) bench/serve_http.py > bench/results/serve_http.md
 	$(PY) bench/report.py
 
 demo: $(STAMP)
