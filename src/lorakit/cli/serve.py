@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--runs", type=Path, metavar="DIR", help="training runs shown by the web page (default runs/)"
     )
+    p.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--num-threads", type=int, metavar="N", help="torch threads")
     p.set_defaults(func=run)
 
@@ -66,6 +67,7 @@ def settings(args: argparse.Namespace) -> dict[str, object]:
         "api_key",
         "allow_runtime_loading",
         "runs",
+        "device",
         "num_threads",
     ):
         value = getattr(args, key)

@@ -46,6 +46,8 @@ class ServeConfig(BaseModel):
     """Folder of training runs shown by the web page (when lorakit.ui is installed)."""
     strategy: str = "gather"
     """Mixed-adapter strategy: gather (per-row weight stacks, batched products) or segments."""
+    device: str = "auto"
+    """cpu, cuda, cuda:N, or auto (cuda when available, else cpu)."""
     num_threads: int | None = Field(None, ge=1)
     """torch intra-op threads (default: torch's choice)."""
 

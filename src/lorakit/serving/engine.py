@@ -17,8 +17,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from lorakit.errors import LorakitError
 from lorakit.inference.batcher import ContinuousBatcher, GenerationRequest, TokenEvent
 from lorakit.inference.sampling import SamplingParams
@@ -127,8 +125,6 @@ class Engine:
 
     # -- the engine thread ---------------------------------------------------------------------
     def _loop(self) -> None:
-        if self.backend.device.type == "cpu" and torch.get_num_threads() > 1:
-            torch.set_num_threads(torch.get_num_threads())  # per-thread setting: inherit the process's
         while True:
             with self._wake:
                 idle = not (self.calls or self.classify_jobs or self._cancel or self.pending or self.running)

@@ -19,6 +19,14 @@ from lorakit.serving.metrics import ServerMetrics
 from lorakit.serving.store import AdapterInfo, AdapterStore, UnknownAdapter
 
 
+def pick_device(spec: str) -> str:
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not (spec == "cpu" or spec.startswith("cuda")):
+        raise LorakitError(f"device {spec!r} is unknown; use cpu, cuda, cuda:N or auto")
+    return spec
+
+
 class ServerState:
     def __init__(self, config: ServeConfig, backend: Backend | None = None) -> None:
         if config.api_key is None and os.environ.get(API_KEY_ENV):
@@ -27,7 +35,7 @@ class ServerState:
             torch.set_num_threads(config.num_threads)
         self.config = config
         self.metrics = ServerMetrics()
-        self.backend = backend or Backend(config.base)
+        self.backend = backend or Backend(config.base, pick_device(config.device))
         self.store = AdapterStore(
             config.max_loaded,
             self.backend.attach,
