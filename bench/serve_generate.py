@@ -95,10 +95,12 @@ def left_pad(prompts: list[list[int]]) -> dict[str, torch.Tensor]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--out", type=Path, default=common.RESULTS / "serve_generate.json")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for every competitor")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     from peft import PeftModel
     from transformers import AutoTokenizer
 
@@ -123,19 +125,23 @@ def main(argv: list[str] | None = None) -> None:
         peft.eval()
     batch = left_pad(prompts)
 
-    def one_at_a_time() -> None:
-        for p, name in zip(prompts, names, strict=True):
-            lorakit.set_adapter(mixed, name)
-            hf_generate(mixed, {"input_ids": torch.tensor([p])}, args.tokens)
+    def competitors(tokens: int) -> dict:
+        def one_at_a_time() -> None:
+            for p, name in zip(prompts, names, strict=True):
+                lorakit.set_adapter(mixed, name)
+                hf_generate(mixed, {"input_ids": torch.tensor([p])}, tokens)
 
-    fns = {
-        "lorakit-mixed": lambda: run_batcher(mixed, prompts, names, args.tokens),
-        "merged": lambda: run_batcher(merged, prompts, [None] * 16, args.tokens),
-        "merged-hf": lambda: hf_generate(merged, batch, args.tokens),
-        "peft-mixed": lambda: hf_generate(peft, batch, args.tokens, adapter_names=names),
-        "one-at-a-time": one_at_a_time,
-    }
-    timings = common.interleave(fns, args.repeats, warmup=1)
+        return {
+            "lorakit-mixed": lambda: run_batcher(mixed, prompts, names, tokens),
+            "merged": lambda: run_batcher(merged, prompts, [None] * 16, tokens),
+            "merged-hf": lambda: hf_generate(merged, batch, tokens),
+            "peft-mixed": lambda: hf_generate(peft, batch, tokens, adapter_names=names),
+            "one-at-a-time": one_at_a_time,
+        }
+
+    for warm in competitors(4).values():  # first calls (allocations, kernels) on a short run
+        warm()
+    timings = common.interleave(competitors(args.tokens), args.repeats, warmup=0)
     total = 16 * args.tokens
     rows = {k: {**t.summary(), "tokens_per_s": total / t.median} for k, t in timings.items()}
     ref = rows["lorakit-mixed"]["tokens_per_s"]
@@ -164,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
                 "segments-1": fwd(mixed, [names[0]] * 16, "segments"),
                 "merged": fwd(merged, [None] * 16),
             },
-            max(args.repeats * 3, 5),
+            max(args.repeats * 2, 3),
         )
         layer[f"{shape[0]}x{shape[1]}"] = {k: v.summary() for k, v in t.items()}
     out = {
