@@ -42,6 +42,10 @@ bench: $(STAMP)
 		--steps 2 --out bench/results/profile_smollm2-135m_q_proj+v_proj.md
 	$(PY) bench/layer_time.py > bench/results/layer_time.md
 	$(PY) -m bench.ui_page --json bench/results/ui_page.json
+	$(PY) bench/serve_generate.py > bench/results/serve_generate.md
+	$(PY) bench/serve_latency.py > bench/results/serve_latency.md
+	$(PY) bench/serve_classify.py > bench/results/serve_classify.md
+	$(PY) bench/serve_http.py > bench/results/serve_http.md
 	$(PY) bench/report.py
 
 demo: $(STAMP)

@@ -51,6 +51,8 @@ def _base_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
             out.append((name, module.base_layer))
             skip.append(name + ".")
         elif isinstance(module, ModulesToSave):
+            # it stands for the module it copies, so a further adapter can save that module too
+            out.append((name, module.original_module))
             skip.append(name + ".")
         elif name:
             out.append((name, module))

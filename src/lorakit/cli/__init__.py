@@ -28,6 +28,7 @@ COMMANDS = (
     "inspect",
     "sweep",
     "models",
+    "serve",
     "ui",
 )
 EPILOG = """examples:
