@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lorakit.data.parallel import read_parallel
 from lorakit.data.readers import Record, read_records
 from lorakit.errors import DataError
 from lorakit.training.config import DataSection
@@ -28,12 +29,12 @@ def load_splits(data: DataSection, wanted: tuple[str, ...] = SPLITS) -> Splits:
     if need_train:
         if not data.train:
             raise DataError("data.train is not set: name a training file")
-        out.records["train"] = read_records(data.train)
+        out.records["train"] = _read(data, data.train)
         out.sources["train"] = data.train
     for split in ("validation", "test"):
         path = getattr(data, split)
         if split in wanted and path:
-            out.records[split] = read_records(path)
+            out.records[split] = _read(data, path)
             out.sources[split] = path
     if data.validation_split and need_train:
         train, val = split_off(
@@ -47,6 +48,12 @@ def load_splits(data: DataSection, wanted: tuple[str, ...] = SPLITS) -> Splits:
         if data.max_eval_samples and split in out.records:
             out.records[split] = out.records[split][: data.max_eval_samples]
     return out
+
+
+def _read(data: DataSection, path: str) -> list[Record]:
+    if data.parallel_suffixes:
+        return read_parallel(path, data.parallel_suffixes)
+    return read_records(path)
 
 
 def split_off(
@@ -75,6 +82,8 @@ def resolve_split(data: DataSection, split: str) -> tuple[list[Record], str]:
         if split not in s.records:
             raise DataError(f"the config has no {split} data (set data.{split} or data.validation_split)")
         return s.records[split], s.sources[split]
+    if data.parallel_suffixes:  # a stem: <split>.<suffix> per language
+        return read_parallel(split, data.parallel_suffixes), split
     if not Path(split).exists():
         raise DataError(f"--split {split!r} is neither train/validation/test nor an existing file")
     return read_records(split), split

@@ -33,7 +33,7 @@ from lorakit.training.config_io import save_config
 from lorakit.training.drift import check_resume_base, check_resume_config
 from lorakit.training.plots import write_plots
 from lorakit.training.recovery import clean_leftovers
-from lorakit.training.reporting import Reporter
+from lorakit.training.reporting import METRICS_FILE, Reporter, last_eval_row
 from lorakit.training.setup import Run, TrainState, setup_run
 
 BEST_DIR = "best_adapter"
@@ -243,6 +243,7 @@ def evaluate(run: Run, reporter: Reporter) -> bool:
         metrics = run.task.evaluate(run.model, run.records["validation"], run.features["validation"])
     run.model.train()
     state.last_eval_step = state.step
+    run.last_eval = {"step": state.step, **metrics}
     value = metrics[run.metric]
     improved = state.best_metric is None or (
         value > state.best_metric if run.greater_is_better else value < state.best_metric
@@ -348,6 +349,8 @@ def build_summary(
         "train_examples": len(run.features["train"]),
         "resumed_from": str(resumed) if resumed else None,
         "quantize": run.config.quantize.method if run.config.quantize else None,
+        # Every metric of the last evaluation (signatures, per-type scores, confusion matrix).
+        "final_metrics": run.last_eval or last_eval_row(run.output_dir / METRICS_FILE),
     }
     if run.config.quantize:
         stored = sum(m.storage.nbytes() for _, m in quantized_modules(run.model))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lorakit.training.reporting import read_metrics
+from lorakit.metrics import write_confusion_png
+from lorakit.training.reporting import last_eval_row, read_metrics
 
 
 def _series(rows: list[dict], split: str, key: str) -> tuple[list[int], list[float]]:
@@ -26,7 +27,8 @@ def _eval_metrics(rows: list[dict]) -> list[str]:
 
 
 def write_plots(output_dir: Path, main_metric: str) -> list[Path]:
-    """loss.png (train and validation loss) and <metric>.png per validation metric; returns the files."""
+    """loss.png (train and validation loss), <metric>.png per validation metric and, for
+    classification, confusion_matrix.png of the last evaluation; returns the files."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; safe in CI and over ssh
@@ -66,4 +68,11 @@ def write_plots(output_dir: Path, main_metric: str) -> list[Path]:
         fig.savefig(plots_dir / f"{name}.png", dpi=100)
         plt.close(fig)
         written.append(plots_dir / f"{name}.png")
+    last = last_eval_row(output_dir / "metrics.jsonl")
+    matrix = last.get("confusion_matrix") if last else None
+    if isinstance(matrix, dict):  # classification: the final evaluation's confusion matrix
+        title = f"validation @ step {last['step']}"  # type: ignore[index]
+        written.append(
+            write_confusion_png(plots_dir / "confusion_matrix.png", matrix["labels"], matrix["counts"], title)
+        )
     return written

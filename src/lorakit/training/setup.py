@@ -20,6 +20,7 @@ from lorakit.data.readers import Record
 from lorakit.data.splits import load_splits
 from lorakit.distributed import DistContext, ParallelStrategy, init_distributed, local_device, select_strategy
 from lorakit.errors import ConfigError, DataError
+from lorakit.metrics import GENERATION_METRICS
 from lorakit.model import inject
 from lorakit.models import ModelRef, load_tokenizer, resolve_model
 from lorakit.quant.model import QuantReport, quantize_model
@@ -71,6 +72,8 @@ class Run:
     strategy: ParallelStrategy | None = None
     parallel_model: nn.Module | None = None
     """What training forwards call: ``model`` itself, or its DDP wrapper (FSDP shards in place)."""
+    last_eval: dict[str, Any] | None = None
+    """The newest validation metrics with their step (summary.json's final_metrics)."""
 
     def autocast(self) -> contextlib.AbstractContextManager:
         precision = self.config.train.precision
@@ -113,10 +116,10 @@ def metric_choice(config: RunConfig) -> tuple[str, bool]:
             f"train.metric_for_best = {metric!r} is not a metric of task {config.task}; "
             f"allowed: {list(allowed)}"
         )
-    gen = config.eval.generate_samples
-    if metric in ("exact_match", "bleu") and gen == 0:
+    if metric in GENERATION_METRICS and config.task == "causal_lm" and config.data.messages_field:
         raise ConfigError(
-            f"train.metric_for_best = {metric!r} needs generation: set eval.generate_samples > 0"
+            f"train.metric_for_best = {metric!r} is computed on prompt/response data; "
+            "chat records (data.messages_field) are evaluated by loss and perplexity"
         )
     greater = config.train.greater_is_better
     if greater is None:
