@@ -31,6 +31,7 @@ from lorakit.training.checkpoint import list_checkpoints, restore_checkpoint, sa
 from lorakit.training.config import RunConfig
 from lorakit.training.config_io import save_config
 from lorakit.training.drift import check_resume_base, check_resume_config
+from lorakit.training.memory import trim_heap
 from lorakit.training.plots import write_plots
 from lorakit.training.recovery import clean_leftovers
 from lorakit.training.reporting import METRICS_FILE, Reporter, last_eval_row
@@ -153,6 +154,7 @@ def training_loop(run: Run, reporter: Reporter) -> str:
     while run.state.step < run.total_steps:
         lr = run.schedule.apply(run.optimizer, run.state.step)
         loss = train_step(run, next(steps), reporter)
+        trim_heap()  # batches of varying length fragment the heap; keep RSS near the live size
         run.state.step += 1
         window.append(loss)
         rates = reporter.progress(loss, lr)

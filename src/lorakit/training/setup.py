@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,8 +153,14 @@ def prepare_model(config: RunConfig, task: Task, device: torch.device) -> tuple[
     return model.to(device), lora
 
 
-def setup_run(config: RunConfig) -> Run:
-    """Validate cheap things first (metric, device, data files), then load the heavy ones."""
+ModelBuilder = Callable[[RunConfig, Task, torch.device], tuple[nn.Module, LoraConfig]]
+
+
+def setup_run(config: RunConfig, build_model: ModelBuilder = prepare_model) -> Run:
+    """Validate cheap things first (metric, device, data files), then load the heavy ones.
+
+    ``build_model`` makes the model to train (default: the base with LoRA injected); benchmarks
+    pass another to train PEFT's LoRA or the full model through the same loop."""
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     metric, greater = metric_choice(config)
@@ -169,7 +176,7 @@ def setup_run(config: RunConfig) -> Run:
     features = {s: task.encode(r, splits.sources[s]) for s, r in splits.records.items()}
     if not features["train"]:
         raise DataError(f"{splits.sources['train']}: no training examples left after preprocessing")
-    model, lora = prepare_model(config, task, device)
+    model, lora = build_model(config, task, device)
     t = config.train
     strategy = select_strategy(t.strategy, ctx)
     parallel_model = strategy.wrap(model, device)  # before the optimizer: FSDP replaces parameters
