@@ -83,9 +83,11 @@ def task_table(task: plan.Task, results: dict[str, list[dict[str, Any]]]) -> lis
     model = Path(task.model).name if "/" in task.model else task.model
     lines = [f"**{task.dataset}** — model `{model}`", "", "| " + " | ".join(head) + " |"]
     lines.append("|" + " --- |" * len(head))
-    for method in ("base", *task.methods):
+    for method in ("base", *task.methods) if task.base_eval else task.methods:
         runs = results.get(method)
         if not runs:
+            missing = ["not run yet (`make results` resumes it)"] + ["-"] * (len(head) - 2)
+            lines.append(f"| {METHOD_NAMES[method]} | " + " | ".join(missing) + " |")
             continue
         cells = _row_common(task, method, runs) + [_cell(runs, m) for m in metrics] + _row_costs(runs)
         lines.append("| " + " | ".join(cells) + " |")
