@@ -243,6 +243,7 @@ def evaluate(run: Run, reporter: Reporter) -> bool:
     state = run.state
     with run.autocast():
         metrics = run.task.evaluate(run.model, run.records["validation"], run.features["validation"])
+    trim_heap()  # evaluation batches (2 x batch_size) leave freed pages resident otherwise
     run.model.train()
     state.last_eval_step = state.step
     run.last_eval = {"step": state.step, **metrics}
