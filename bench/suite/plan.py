@@ -86,7 +86,7 @@ def tasks(budget: str) -> list[Task]:
             "train": _train(s(40, 3), 32, metric_for_best="accuracy"),
         },
         ["query", "value"],
-        1e-3,
+        5e-3,
         seeds=s((0, 1, 2), (0,)),
     )
     conll = Task(
@@ -106,7 +106,7 @@ def tasks(budget: str) -> list[Task]:
             "train": _train(s(40, 3), 32, metric_for_best="f1"),
         },
         ["query", "value"],
-        2e-3,
+        5e-3,
         full_lr="sst2",
     )
     e2e_data = {

@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument(
         "--methods", default=None, help="only these methods (comma-separated), e.g. to split a task"
     )
+    ap.add_argument("--seeds", default=None, help="only these seeds (comma-separated)")
     ap.add_argument("--no-base", action="store_true", help="skip the base-model evaluations")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
@@ -113,6 +114,8 @@ def main() -> None:
                 if method == "full":
                     lr = full_rate(out, task, tuned, args.budget, log)
                 for seed in task.seeds:
+                    if args.seeds and str(seed) not in args.seeds.split(","):
+                        continue
                     name = f"{method}-s{seed}"
                     cfg = plan.job_config(task, method, seed, lr, out / task.key / name / "run")
                     run_job(out, task, name, method, cfg, log)

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from bench.suite import plan, report
+
 from lorakit.training.config_io import validate_config
 
 
