@@ -31,19 +31,47 @@ GEN_COLUMNS = {
 
 def load_results(out: Path, task: plan.Task) -> dict[str, list[dict[str, Any]]]:
     by_method: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted((out / task.key).glob("*/result.json")):
-        res = json.loads(path.read_text())
-        if res["job"].startswith("tune-"):
+    for spec_path in sorted((out / task.key).glob("*/spec.json")):
+        folder = spec_path.parent
+        if folder.name.startswith("tune-"):
             continue
-        res["curve"] = _curve(path.parent / "run" / "metrics.jsonl", task.metric)
-        by_method.setdefault(res["method"], []).append(res)
+        res = _result(folder)
+        if res is not None:
+            res["curve"] = _curve(folder / "run" / "metrics.jsonl", task.metric)
+            by_method.setdefault(res["method"], []).append(res)
     return by_method
 
 
+def _result(folder: Path) -> dict[str, Any] | None:
+    """The job's result; for a job still running (or interrupted), its newest evaluation,
+    marked ``partial`` with the step it was taken at."""
+    if (folder / "result.json").is_file():
+        return json.loads((folder / "result.json").read_text())
+    spec = json.loads((folder / "spec.json").read_text())
+    rows = [r for r in _rows(folder / "run" / "metrics.jsonl") if r.get("split") == "eval"]
+    if not rows:
+        return None
+    summary = {
+        "final_metrics": rows[-1],
+        "trainable_params": None,
+        "wall_time_s": None,
+        "peak_memory_mb": None,
+    }
+    return {
+        "job": folder.name,
+        "method": spec["method"],
+        "result": str(folder / "result.json"),
+        "summary": summary,
+        "partial": rows[-1]["step"],
+    }
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+
+
 def _curve(path: Path, metric: str) -> list[tuple[int, float]]:
-    if not path.is_file():
-        return []
-    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    rows = _rows(path)
     return [(r["step"], r[metric]) for r in rows if r.get("split") == "eval" and metric in r]
 
 
@@ -63,12 +91,17 @@ def _row_common(task: plan.Task, method: str, runs: list[dict[str, Any]]) -> lis
     s = runs[0]["summary"]
     cfg = json.loads((Path(runs[0]["result"]).parent / "spec.json").read_text())["config"]
     steps = "-" if method == "base" else f"{cfg['train']['max_steps']} x {cfg['train']['batch_size']}"
+    if runs[0].get("partial") is not None:
+        steps = f"**{runs[0]['partial']}** of {steps} (unfinished)"
     lr = "-" if method == "base" else f"{cfg['train']['lr']:g}"
     seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
-    return [METHOD_NAMES[method] + seeds, f"{s['trainable_params']:,}", steps, lr]
+    params = "-" if s["trainable_params"] is None else f"{s['trainable_params']:,}"
+    return [METHOD_NAMES[method] + seeds, params, steps, lr]
 
 
 def _row_costs(runs: list[dict[str, Any]]) -> list[str]:
+    if any(r["summary"]["wall_time_s"] is None for r in runs):
+        return ["-", "-"]
     wall = statistics.mean(r["summary"]["wall_time_s"] for r in runs)
     peak = max(r["summary"]["peak_memory_mb"] for r in runs)
     return [f"{wall / 60:.1f} min", f"{peak / 1024:.2f} GB"]
@@ -125,7 +158,7 @@ def write_plots(folder: Path, tasks: list[plan.Task], all_results: dict[str, dic
         for i, task in enumerate(tasks):
             ax = fig.add_subplot(1, len(tasks), i + 1)
             for method, runs in all_results[task.key].items():
-                if kind == "params" and method != "base":
+                if kind == "params" and method != "base" and runs[0]["summary"]["trainable_params"]:
                     xs = [max(r["summary"]["trainable_params"], 1) for r in runs]
                     ys = [r["summary"]["final_metrics"][task.metric] for r in runs]
                     ax.scatter(xs, ys, label=METHOD_NAMES[method])
