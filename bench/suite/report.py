@@ -22,6 +22,8 @@ METHOD_NAMES = {
     "peft-qv": "PEFT LoRA q+v (same config)",
     "full": "full fine-tuning",
 }
+# PEFT's points coincide with lorakit's at the same config: a different marker keeps both visible.
+MARKERS = {"lorakit-qv": "o", "peft-qv": "x", "lorakit-all": "s", "full": "^", "base": "v"}
 GEN_COLUMNS = {
     "e2e": ("bleu", "chrf", "rouge_l"),
     "multi30k": ("bleu", "chrf"),
@@ -151,6 +153,7 @@ def write_plots(folder: Path, tasks: list[plan.Task], all_results: dict[str, dic
     from matplotlib.figure import Figure
 
     folder.mkdir(parents=True, exist_ok=True)
+    tasks = [t for t in tasks if all_results[t.key]]  # no empty panels
     written = []
     for kind in ("params", "curves"):
         fig = Figure(figsize=(4.2 * len(tasks), 3.6))
@@ -161,10 +164,11 @@ def write_plots(folder: Path, tasks: list[plan.Task], all_results: dict[str, dic
                 if kind == "params" and method != "base" and runs[0]["summary"]["trainable_params"]:
                     xs = [max(r["summary"]["trainable_params"], 1) for r in runs]
                     ys = [r["summary"]["final_metrics"][task.metric] for r in runs]
-                    ax.scatter(xs, ys, label=METHOD_NAMES[method])
+                    ax.scatter(xs, ys, label=METHOD_NAMES[method], marker=MARKERS.get(method, "o"))
                 elif kind == "curves" and runs[0]["curve"]:
                     steps, values = zip(*runs[0]["curve"], strict=True)
-                    ax.plot(steps, values, "o-", label=METHOD_NAMES[method])
+                    style = MARKERS.get(method, "o") + ("--" if method == "peft-qv" else "-")
+                    ax.plot(steps, values, style, label=METHOD_NAMES[method] + " (seed 0)")
             if kind == "params":
                 ax.set_xscale("log")
                 ax.set_xlabel("trainable parameters")
