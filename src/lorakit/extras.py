@@ -30,7 +30,9 @@ EXTRAS = {
     for e in (
         Extra("sweep", "optuna", "`lorakit sweep` (hyperparameter search)"),
         Extra("plots", "matplotlib", "PNG plots of runs and sweeps"),
-        Extra("metrics", "sacrebleu", "BLEU scores (seq2seq evaluation)"),
+        Extra("metrics", "sacrebleu", "BLEU and chrF scores (generation evaluation)"),
+        Extra("metrics", "seqeval", "entity scores (token_classification evaluation)"),
+        Extra("metrics", "rouge_score", "ROUGE-L scores (generation evaluation)"),
         Extra("tensorboard", "tensorboard", "TensorBoard event files"),
         Extra("gguf", "gguf", "loading .gguf models (e.g. the smollm2-135m alias)"),
         Extra("parquet", "pyarrow", "reading .parquet files and saved Hugging Face datasets folders"),

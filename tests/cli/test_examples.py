@@ -26,6 +26,8 @@ def test_example_config_validates(path: Path) -> None:
         if not file:
             continue
         location = Path(file)
+        if cfg.data.parallel_suffixes:  # a stem: train -> train.en, train.de
+            location = Path(f"{file}.{cfg.data.parallel_suffixes[0]}")
         assert location.is_absolute()  # read from the config's folder, whatever the cwd
         if location.is_relative_to(ROOT):
             assert location.is_file(), file

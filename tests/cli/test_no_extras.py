@@ -104,7 +104,7 @@ def test_bleu_asked_for_without_sacrebleu_names_the_extra(
 ) -> None:
     cfg = write_run(tmp_path, "seq2seq", tiny_dirs["t5"], max_steps=1, eval_every=None, save_every=None)
     done = lorakit_without_extras(
-        site_without_extras, "train", str(cfg), "eval.generate_samples=4", "train.metric_for_best=bleu"
+        site_without_extras, "train", str(cfg), "eval.metrics=[bleu]", "train.metric_for_best=bleu"
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "BLEU" in done.stderr and 'pip install "lorakit[metrics]"' in done.stderr

@@ -7,9 +7,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from lorakit.metrics import entity_spans
 from lorakit.mixed import MixedBatch
 from lorakit.tasks.common import accepted_inputs
-from lorakit.tasks.token_classification import spans
 
 
 def _encode(tokenizer: Any, texts: list[str], device: torch.device, offsets: bool) -> tuple[dict, Any]:
@@ -66,7 +66,7 @@ def entity_results(logits: torch.Tensor, enc: Any, texts: list[str], labels: lis
         tokens = [text[words[w][0] : words[w][1]] for w in order]
         tags = [str(labels[i][best[i][words[w][2]]]) for w in order]
         entities = []
-        for kind, a, b in sorted(spans(tags), key=lambda s: s[1]):
+        for kind, a, b in entity_spans(tags):
             start, end = words[order[a]][0], words[order[b - 1]][1]
             entities.append({"label": kind, "text": text[start:end], "start": start, "end": end})
         out.append({"tokens": tokens, "tags": tags, "entities": entities})

@@ -13,8 +13,8 @@ from lorakit.training.config import RunConfig
 TASK_METRICS = {
     "classification": ("loss", "accuracy", "macro_f1"),
     "token_classification": ("loss", "precision", "recall", "f1", "accuracy"),
-    "causal_lm": ("loss", "perplexity", "exact_match"),
-    "seq2seq": ("loss", "bleu"),
+    "causal_lm": ("loss", "perplexity", "bleu", "chrf", "rouge_l", "exact_match"),
+    "seq2seq": ("loss", "perplexity", "bleu", "chrf", "rouge_l", "exact_match"),
 }
 DEFAULT_METRIC = {
     "classification": "accuracy",

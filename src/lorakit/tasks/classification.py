@@ -11,6 +11,7 @@ from lorakit.data.batching import Feature
 from lorakit.data.readers import Record, require_field
 from lorakit.distributed import all_reduce_rows
 from lorakit.errors import DataError
+from lorakit.metrics import confusion_counts
 from lorakit.models import ModelRef, load_pretrained
 from lorakit.tasks.common import (
     accepted_inputs,
@@ -99,15 +100,18 @@ class ClassificationTask:
             out[idx] = res.logits.float().cpu()
         return all_reduce_rows(out, model_device(model))
 
-    def evaluate(self, model: nn.Module, records: list[Record], features: list[Feature]) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, records: list[Record], features: list[Feature]) -> dict[str, Any]:
+        """loss, accuracy, macro_f1 and the confusion matrix (rows: gold, columns: predicted)."""
         logits = self._logits(model, features)
         gold = torch.tensor([int(f["labels"]) for f in features])  # type: ignore[arg-type]
         pred = logits.argmax(-1)
         loss = float(nn.functional.cross_entropy(logits, gold))
+        counts = confusion_counts(gold.tolist(), pred.tolist(), len(self.labels))
         return {
             "loss": loss,
             "accuracy": float((pred == gold).float().mean()),
             "macro_f1": macro_f1(pred, gold),
+            "confusion_matrix": {"labels": [str(x) for x in self.labels], "counts": counts},
         }
 
     def predict(self, model: nn.Module, records: list[Record]) -> list[dict[str, Any]]:

@@ -36,9 +36,10 @@ class Task(Protocol):
 
     def collate(self, features: list[Feature]) -> dict[str, torch.Tensor]: ...
 
-    def evaluate(
-        self, model: nn.Module, records: list[Record], features: list[Feature]
-    ) -> dict[str, float]: ...
+    def evaluate(self, model: nn.Module, records: list[Record], features: list[Feature]) -> dict[str, Any]:
+        """Scalar metrics (float) plus details: sacrebleu signatures (str), ``per_type`` entity
+        scores, a ``confusion_matrix`` {labels, counts}."""
+        ...
 
     def predict(self, model: nn.Module, records: list[Record]) -> list[dict[str, Any]]: ...
 

@@ -31,6 +31,9 @@ class DataSection(Section):
     """Validation file; or set validation_split to carve it out of the training data."""
     test: str | None = None
     """Optional test file, used by `lorakit eval --split test`."""
+    parallel_suffixes: list[str] | None = Field(default=None, min_length=2)
+    """Line-aligned text files (Moses style): each split path is a stem, and <stem>.<suffix> is
+    read for every suffix, as a field of that name; e.g. [en, de] reads train.en and train.de."""
     validation_split: float | None = Field(default=None, gt=0, lt=1)
     """Fraction of the training data held out for validation when no validation file is given."""
     split_group_field: str | None = None
@@ -51,6 +54,9 @@ class DataSection(Section):
     """Response column (causal_lm); loss is computed on these tokens only."""
     messages_field: str | None = None
     """Chat column holding a list of {role, content} (causal_lm); replaces prompt/response."""
+    prompt_prefix: str = ""
+    """Text put before every prompt (causal_lm, with or without a chat template), e.g.
+    'Translate English to German: '."""
     prompt_template: str = "{prompt}\n"
     """How a prompt is written when the tokenizer has no chat template; must contain {prompt}."""
     use_chat_template: bool = True
@@ -209,13 +215,35 @@ class TrainSection(Section):
 
 
 class EvalSection(Section):
-    generate_samples: int | None = Field(default=None, ge=0)
-    """Evaluation examples to generate for: causal_lm exact match, seq2seq BLEU (None: 0 for
-    causal_lm, up to 200 for seq2seq; 0: no generation)."""
+    metrics: list[Literal["bleu", "chrf", "rouge_l", "exact_match"]] | None = None
+    """Metrics on generated text (causal_lm, seq2seq): any of bleu, chrf (sacrebleu), rouge_l
+    (rouge-score), exact_match. Records sharing a prompt are one prompt whose references are all
+    their targets (E2E: every ref of one mr). None: [bleu, chrf] for seq2seq, none for causal_lm
+    (generation is slow); train.metric_for_best is computed even when not listed."""
+    max_eval_samples: int | None = Field(default=200, ge=1)
+    """Distinct prompts generated for at each evaluation (the first N; each prompt once).
+    None: all. The loss still covers every validation record (see data.max_eval_samples)."""
+    tag_scheme: Literal["IOB1", "IOB2", "IOE1", "IOE2", "IOBES", "BILOU"] | None = None
+    """token_classification: entity decoding for seqeval. None: conlleval-style lenient decoding
+    (IOB1 / IOB2 / IOBES tags); a scheme: seqeval's strict mode for it (needed for BILOU)."""
     max_new_tokens: int = Field(default=64, ge=1)
     """Maximum generated tokens."""
     num_beams: int = Field(default=1, ge=1)
     """Beam search width for generation (1: greedy)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_generate_samples(cls, data: object) -> object:
+        """``generate_samples`` (older configs and saved adapters): 0 turned generation off,
+        N > 0 bounded it; it now maps to metrics: [] and max_eval_samples: N."""
+        if isinstance(data, dict) and "generate_samples" in data:
+            data = dict(data)
+            n = data.pop("generate_samples")
+            if n == 0:
+                data.setdefault("metrics", [])
+            elif n is not None:
+                data.setdefault("max_eval_samples", n)
+        return data
 
 
 class RunConfig(Section):
@@ -231,7 +259,7 @@ class RunConfig(Section):
     train: TrainSection = Field(default_factory=TrainSection)
     """Optimisation, schedule, evaluation and checkpoint cadence."""
     eval: EvalSection = Field(default_factory=EvalSection)
-    """Generation settings used by evaluation."""
+    """What evaluation computes: generation metrics and their budget, the NER tag scheme."""
     quantize: QuantSection | None = None
     """Store the frozen base Linear weights quantized (QLoRA-style): null, nf4, int8, or a mapping
     {method, block_size, double_quant, skip}. Adapters still load onto the float base."""

@@ -31,9 +31,10 @@ from lorakit.training.checkpoint import list_checkpoints, restore_checkpoint, sa
 from lorakit.training.config import RunConfig
 from lorakit.training.config_io import save_config
 from lorakit.training.drift import check_resume_base, check_resume_config
+from lorakit.training.memory import trim_heap
 from lorakit.training.plots import write_plots
 from lorakit.training.recovery import clean_leftovers
-from lorakit.training.reporting import Reporter
+from lorakit.training.reporting import METRICS_FILE, Reporter, last_eval_row
 from lorakit.training.run_folder import (
     BEST_DIR,
     check_output_dir,
@@ -163,6 +164,7 @@ def training_loop(run: Run, reporter: Reporter) -> str:
     while run.state.step < run.total_steps:
         lr = run.schedule.apply(run.optimizer, run.state.step)
         loss = train_step(run, next(steps), reporter)
+        trim_heap()  # batches of varying length fragment the heap; keep RSS near the live size
         run.state.step += 1
         window.append(loss)
         rates = reporter.progress(loss, lr)
@@ -253,8 +255,10 @@ def evaluate(run: Run, reporter: Reporter) -> bool:
     state = run.state
     with run.autocast():
         metrics = run.task.evaluate(run.model, run.records["validation"], run.features["validation"])
+    trim_heap()  # evaluation batches (2 x batch_size) leave freed pages resident otherwise
     run.model.train()
     state.last_eval_step = state.step
+    run.last_eval = {"step": state.step, **metrics}
     value = metrics[run.metric]
     improved = state.best_metric is None or (
         value > state.best_metric if run.greater_is_better else value < state.best_metric
@@ -363,6 +367,8 @@ def build_summary(
         "train_examples": len(run.features["train"]),
         "resumed_from": str(resumed) if resumed else None,
         "quantize": run.config.quantize.method if run.config.quantize else None,
+        # Every metric of the last evaluation (signatures, per-type scores, confusion matrix).
+        "final_metrics": run.last_eval or last_eval_row(run.output_dir / METRICS_FILE),
     }
     if run.config.quantize:
         stored = sum(m.storage.nbytes() for _, m in quantized_modules(run.model))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lorakit.training.reporting import read_metrics
+from lorakit.metrics import write_confusion_png
+from lorakit.training.reporting import last_eval_row, read_metrics
 
 
 def _series(rows: list[dict], split: str, key: str) -> tuple[list[int], list[float]]:
@@ -27,7 +28,8 @@ def _eval_metrics(rows: list[dict]) -> list[str]:
 
 
 def write_plots(output_dir: Path, main_metric: str) -> list[Path]:
-    """loss.png (train and validation loss) and <metric>.png per validation metric; returns the files.
+    """loss.png (train and validation loss), <metric>.png per validation metric and, for
+    classification, confusion_matrix.png of the last evaluation; returns the files.
 
     Figures are drawn on their own Agg canvas: no pyplot state, no backend switch, no display.
     """
@@ -56,6 +58,13 @@ def write_plots(output_dir: Path, main_metric: str) -> list[Path]:
         ax.set_ylabel(f"validation {metric}")
         name = "".join(c if c.isalnum() or c in "_-" else "_" for c in metric)
         written.append(_save(fig, ax, plots_dir / f"{name}.png"))
+    last = last_eval_row(output_dir / "metrics.jsonl")
+    matrix = last.get("confusion_matrix") if last else None
+    if isinstance(matrix, dict):  # classification: the final evaluation's confusion matrix
+        title = f"validation @ step {last['step']}"  # type: ignore[index]
+        written.append(
+            write_confusion_png(plots_dir / "confusion_matrix.png", matrix["labels"], matrix["counts"], title)
+        )
     return written
 
 
