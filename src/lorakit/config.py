@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -131,15 +133,84 @@ def match_pattern_key(patterns: dict[str, Any], module_name: str) -> str | None:
     A key applies when it equals the name, is a dotted suffix of it, or matches a dotted suffix
     as a regex; first-in-order wins, exactly as PEFT resolves rank_pattern / alpha_pattern.
     """
-    for key in patterns:
-        if key == module_name or module_name.endswith("." + key):
-            return key
-        try:
-            if bounded.fullmatch(rf"(.*\.)?(?:{key})", module_name):
-                return key
-        except bounded.PatternSyntaxError:
-            continue  # not a regex: a plain name, handled above
-    return None
+    if not patterns:
+        return None
+    return _key_index(tuple(patterns)).first(module_name)
+
+
+def _key_applies(key: str, module_name: str) -> bool:
+    """The rule above for one key, with the regex engine."""
+    if key == module_name or module_name.endswith("." + key):
+        return True
+    try:
+        return bounded.fullmatch(rf"(.*\.)?(?:{key})", module_name)
+    except bounded.PatternSyntaxError:
+        return False  # not a regex: a plain name, handled above
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-.]{1,200}")
+
+
+def _plain_applies(key: str, module_name: str) -> bool:
+    r"""``_key_applies`` for a key of name characters, without the regex engine.
+
+    As a regex such a key is literal but for its dots (any character but a newline), so
+    ``(.*\.)?(?:key)`` matches exactly when the name's last ``len(key)`` characters match it and
+    what precedes them is empty or ends with a dot. (Equality and dotted suffix are cases of this.)
+    """
+    n = len(key)
+    if len(module_name) < n or "\n" in module_name:
+        return _key_applies(key, module_name)
+    head, tail = module_name[: len(module_name) - n], module_name[len(module_name) - n :]
+    if head and not head.endswith("."):
+        return False
+    return tail == key or all(k == "." or k == t for k, t in zip(key, tail, strict=True))
+
+
+class _KeyIndex:
+    """``match_pattern_key`` for one ordered set of keys, linear in the candidates, not the keys.
+
+    A loaded adapter pins one key per adapted module (hundreds), and every layer asks for its
+    rank and alpha: trying every key with the regex engine made loading quadratic. A plain key
+    (name characters only) can apply only to a name whose last segment ends with the key's last
+    segment (literal characters), so plain keys are bucketed by it; other keys are always tried.
+    Candidates are tried in key order with the exact rule, so the answer is the same.
+    """
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.keys = keys
+        self.always: list[int] = []
+        self.by_last: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            last = key.rsplit(".", 1)[-1]
+            if _PLAIN_KEY.fullmatch(key) and last:
+                self.by_last.setdefault(last, []).append(i)
+            else:
+                self.always.append(i)
+        self.regex_keys = set(self.always)
+        self.memo: dict[str, str | None] = {}
+
+    def first(self, module_name: str) -> str | None:
+        if module_name in self.memo:
+            return self.memo[module_name]
+        last = module_name.rsplit(".", 1)[-1]
+        found = list(self.always)
+        for start in range(len(last)):
+            found += self.by_last.get(last[start:], ())
+        hit = None
+        for i in sorted(found):
+            key = self.keys[i]
+            if _key_applies(key, module_name) if i in self.regex_keys else _plain_applies(key, module_name):
+                hit = key
+                break
+        if len(self.memo) < 100_000:
+            self.memo[module_name] = hit
+        return hit
+
+
+@functools.lru_cache(maxsize=64)
+def _key_index(keys: tuple[str, ...]) -> _KeyIndex:
+    return _KeyIndex(keys)
 
 
 def _names_or_regex(name: str, value: Any) -> list[str] | str:

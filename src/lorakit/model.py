@@ -45,15 +45,37 @@ def has_adapters(model: nn.Module) -> bool:
 
 
 def lora_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    for name, module in model.named_modules():
+    for name, module in _named_modules_outside_tables(model):
         if isinstance(module, LORA_TYPES):
             yield name, module
 
 
 def saved_modules(model: nn.Module) -> Iterator[tuple[str, ModulesToSave]]:
-    for name, module in model.named_modules():
+    for name, module in _named_modules_outside_tables(model):
         if isinstance(module, ModulesToSave):
             yield name, module
+
+
+def _named_modules_outside_tables(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``named_modules`` (same names, order, and a module reached twice listed once), except that
+    inside a LoRA wrapper only ``base_layer`` is entered: the per-adapter tables hold nothing but
+    each adapter's own A/B/dropout, and walking them made every walk grow with the adapters loaded."""
+    out: list[tuple[str, nn.Module]] = []
+    seen: set[int] = set()
+    stack: list[tuple[str, nn.Module]] = [("", model)]
+    while stack:
+        prefix, module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        out.append((prefix, module))
+        if isinstance(module, LORA_TYPES):
+            children = [("base_layer", module.base_layer)]
+        else:
+            children = [(n, c) for n, c in module._modules.items() if c is not None]
+        dot = prefix + "." if prefix else ""
+        stack.extend((dot + n, c) for n, c in reversed(children))
+    return out
 
 
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -123,8 +145,9 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
             if adapter_name in table:
                 table[adapter_name].requires_grad_(False)
         # New modules start in training mode; follow the wrapped layer so an eval() model
-        # does not silently run LoRA dropout at inference.
-        layer.train(layer.base_layer.training)
+        # does not silently run LoRA dropout at inference (only the new adapter's modules on a
+        # wrapper that already exists: its other adapters' modules follow the model already).
+        _follow_base_mode(layer, adapter_name, fresh=name in fresh)
     for name in _saved_module_names(model, cfg.modules_to_save):
         module = model.get_submodule(name)
         if not isinstance(module, ModulesToSave):
@@ -136,13 +159,23 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
     state.configs[adapter_name] = cfg
 
 
+def _follow_base_mode(layer: nn.Module, adapter_name: str, fresh: bool) -> None:
+    mode = layer.base_layer.training
+    if fresh:
+        layer.train(mode)
+        return
+    for table in layer.children():
+        if isinstance(table, nn.ModuleDict) and adapter_name in table:
+            table[adapter_name].train(mode)
+
+
 def _find_saved_module(model: nn.Module, spec: str) -> bool:
     return bool(_saved_module_names(model, [spec]))
 
 
 def _saved_module_names(model: nn.Module, specs: list[str]) -> list[str]:
     names = []
-    for name, module in model.named_modules():
+    for name, module in _named_modules_outside_tables(model):
         if (
             isinstance(module, LORA_TYPES)
             or ".modules_to_save." in f".{name}."

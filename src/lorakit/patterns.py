@@ -82,6 +82,7 @@ def _run(pattern: str, text: str, how: str) -> regex.Match[str] | None:
         ) from None
 
 
+@functools.lru_cache(maxsize=4096)
 def nested_repeat(pattern: str) -> str | None:
     """The first ``(...)`` group repeated by ``*``, ``+`` or ``{n,}`` while it contains such an
     unbounded repeat itself (``(a+)+``), or None. Bounded repeats (``?``, ``{2,3}``) are fine."""

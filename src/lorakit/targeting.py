@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
@@ -34,28 +35,53 @@ class Target:
     added_params: int
 
 
-def _matches(spec: list[str] | str, name: str) -> bool:
+def _matcher(spec: list[str] | str | None) -> Callable[[str], bool]:
+    """Whether a module name matches ``spec``: a regex string (full match), or a list of names
+    (exact or dotted suffix); None matches nothing. A list is checked in time linear in the name,
+    not the list (a loaded adapter's config lists every adapted module by its full name)."""
+    if spec is None:
+        return lambda name: False
     if isinstance(spec, str):
-        return bounded.fullmatch(spec, name)
-    return any(name == s or name.endswith("." + s) for s in spec)
+        return lambda name: bounded.fullmatch(spec, name)
+    names = frozenset(spec)
+    return lambda name: not names.isdisjoint(_dotted_suffixes(name))
+
+
+def _dotted_suffixes(name: str) -> list[str]:
+    """``name`` and every part of it after a dot: s == name or name.endswith("." + s) iff s is one."""
+    parts = name.split(".")
+    return [".".join(parts[i:]) for i in range(len(parts))]
 
 
 def _base_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Named modules as the user sees them: LoRA wrappers stand for the module they wrap."""
+    """Named modules as the user sees them: LoRA wrappers stand for the module they wrap.
+
+    The order and names are ``named_modules``'s (a module reached twice is listed once); the walk
+    does not enter wrappers, so its cost does not grow with the adapters they hold.
+    """
     out: list[tuple[str, nn.Module]] = []
-    skip: list[str] = []
-    for name, module in model.named_modules():
-        if any(name.startswith(s) for s in skip):
-            continue
+    seen: set[int] = set()
+
+    def visit(prefix: str, module: nn.Module) -> None:
+        if id(module) in seen:
+            return
+        seen.add(id(module))
         if isinstance(module, LORA_TYPES):
-            out.append((name, module.base_layer))
-            skip.append(name + ".")
+            stands_for: nn.Module | None = module.base_layer
         elif isinstance(module, ModulesToSave):
             # it stands for the module it copies, so a further adapter can save that module too
-            out.append((name, module.original_module))
-            skip.append(name + ".")
-        elif name:
-            out.append((name, module))
+            stands_for = module.original_module
+        else:
+            if prefix:
+                out.append((prefix, module))
+            for child_name, child in module._modules.items():
+                if child is not None:
+                    visit(f"{prefix}.{child_name}" if prefix else child_name, child)
+            return
+        seen.add(id(stands_for))
+        out.append((prefix, stands_for))
+
+    visit("", model)
     return out
 
 
@@ -87,12 +113,13 @@ def resolve_targets(model: nn.Module, cfg: LoraConfig) -> list[tuple[str, nn.Mod
     """(name, base module) for every module ``cfg`` adapts. Strict: unmatched specs raise."""
     modules = _base_modules(model)
     chosen: list[tuple[str, nn.Module]] = []
+    targeted, excluded = _matcher(cfg.targets), _matcher(cfg.exclude)
     for name, module in modules:
         if cfg.targets == ALL_LINEAR:
             hit = is_linear_like(module) and not _is_output_head(name, model, module)
         else:
-            hit = _matches(cfg.targets, name)
-        if not hit or (cfg.exclude is not None and _matches(cfg.exclude, name)):
+            hit = targeted(name)
+        if not hit or excluded(name):
             continue
         if cfg.layers is not None and _layer_index(name, cfg.layers_pattern) not in cfg.layers:
             continue
@@ -114,9 +141,9 @@ def _check_specs_matched(
 ) -> None:
     names = [n for n, _ in modules]
     if isinstance(cfg.targets, list):
-        chosen_names = [n for n, _ in chosen]
+        matched = {s for n, _ in chosen for s in _dotted_suffixes(n)}
         for spec in cfg.targets:
-            if not any(n == spec or n.endswith("." + spec) for n in chosen_names):
+            if spec not in matched:
                 raise TargetError(_no_match_message("targets", spec, names, cfg))
     elif not chosen:
         raise TargetError(_no_match_message("targets", cfg.targets, names, cfg))

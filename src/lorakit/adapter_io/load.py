@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -176,12 +177,14 @@ def _peft_targets(
         # PEFT expands "all-linear" to the full names of every Linear/Conv1D but the output head.
         spec = [n for n, m in modules if is_linear_like(m) and m is not head]
     out = []
+    targeted = _suffix_or_regex(spec)
+    excluded = _suffix_or_regex(cfg.exclude) if cfg.exclude is not None else None
     for name, _ in modules:
-        if cfg.exclude is not None and _suffix_or_regex(cfg.exclude, name):
+        if excluded is not None and excluded(name):
             continue
         if any(re.match(rf"(^|.*\.){re.escape(m)}($|\..*)", name) for m in modules_to_save):
             continue
-        if not _suffix_or_regex(spec, name):
+        if not targeted(name):
             continue
         layers = peft_match.get("layers_to_transform")
         # As in PEFT, layers_to_transform filters suffix matches only, not exact full names.
@@ -196,10 +199,18 @@ def _peft_targets(
     return out
 
 
-def _suffix_or_regex(spec: list[str] | str, name: str) -> bool:
+def _suffix_or_regex(spec: list[str] | str) -> Callable[[str], bool]:
+    """Whether a name matches ``spec`` (a regex, or names matching exactly or as a dotted suffix);
+    a list is checked by the name's dotted suffixes, in time linear in the name, not the list."""
     if isinstance(spec, str):
-        return bounded.fullmatch(spec, name)
-    return name in spec or any(name.endswith("." + s) for s in spec)
+        return lambda name: bounded.fullmatch(spec, name)
+    names = frozenset(spec)
+
+    def hit(name: str) -> bool:
+        parts = name.split(".")
+        return any(".".join(parts[i:]) in names for i in range(len(parts)))
+
+    return hit
 
 
 def _peft_layer_index(name: str, layers_pattern: str | list[str] | None) -> int | None:
@@ -248,9 +259,11 @@ def _apply(
     is_trainable: bool,
     folder: Path,
 ) -> None:
-    grads = {n: p.requires_grad for n, p in model.named_parameters()}
     first = not has_adapters(model)
-    previous = None if first else adapter_state(model).active
+    # Only a model's first adapter changes flags beyond its own tensors (add_adapter freezes the
+    # model); a further adapter adds tensors and changes nothing else (not even which adapter is
+    # active), so undoing it is deleting it. (Snapshotting every flag walked every loaded adapter.)
+    grads = {n: p.requires_grad for n, p in model.named_parameters()} if first else None
     try:
         add_adapter(model, name, cfg)
         entries = adapter_entries(model, name)
@@ -272,10 +285,9 @@ def _apply(
     except Exception:
         if has_adapters(model) and name in adapter_state(model).configs:
             delete_adapter(model, name)
-        if previous is not None:
-            set_adapter(model, previous)
-        for n, p in model.named_parameters():
-            p.requires_grad_(grads.get(n, p.requires_grad))
+        if grads is not None:
+            for n, p in model.named_parameters():
+                p.requires_grad_(grads.get(n, p.requires_grad))
         raise
     # A further adapter stays inactive and every requires_grad flag stays as it was
     # (set_adapter(previous) here would make a frozen inference model trainable again).

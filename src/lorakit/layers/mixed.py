@@ -66,6 +66,85 @@ class _Gathered:
     b_rows: torch.Tensor  # (rows, R, out), scaling folded in
 
 
+class _LayerStack:
+    """One layer's adapters kept stacked between batches: ``a`` (slots, in, R) and ``b`` (slots, R,
+    out, scaling folded in), zero-padded to the largest rank; slot 0 is all zeros (base rows).
+
+    An adapter's slot is written when a batch first uses it, rewritten when its weights change
+    (another tensor, or written in place: ``_version``) and freed once it leaves the layer, so a
+    new batch composition costs one ``index_select`` per stack instead of a copy per adapter.
+    """
+
+    def __init__(self) -> None:
+        self.a: torch.Tensor | None = None
+        self.b: torch.Tensor | None = None
+        self.slots: dict[str, int] = {}
+        self.sources: dict[str, tuple[torch.Tensor, torch.Tensor, int, int, float]] = {}
+        self.free: list[int] = []
+
+    def rows(self, layer: nn.Module, names: list[str], rows: list[str | None]) -> _Gathered:
+        present = layer.lora_A._modules
+        for gone in [n for n in self.slots if n not in present]:
+            self.free.append(self.slots.pop(gone))
+            del self.sources[gone]
+        # Plain tensors even inside inference_mode, so a later no_grad batch may update them.
+        with torch.inference_mode(False), torch.no_grad():
+            for n in names:
+                self._refresh(layer, n)
+        assert self.a is not None and self.b is not None
+        rank = max(layer.r[n] for n in names)
+        index = torch.tensor([self.slots[n] if n else 0 for n in rows], device=self.a.device)
+        return _Gathered(
+            self.a[:, :, :rank].index_select(0, index), self.b[:, :rank, :].index_select(0, index)
+        )
+
+    def _refresh(self, layer: nn.Module, name: str) -> None:
+        a_w, b_w = layer.lora_A[name].weight, layer.lora_B[name].weight
+        held = self.sources.get(name)
+        scaling = layer.scaling[name]
+        if (
+            held is not None
+            and held[0] is a_w
+            and held[1] is b_w
+            and held[2:] == (a_w._version, b_w._version, scaling)
+        ):
+            return
+        r = layer.r[name]
+        slot = self.slots.get(name)
+        if slot is None:
+            slot = self.free.pop() if self.free else len(self.slots) + 1
+        self._make_room(a_w, slot, r, layer.in_features, layer.out_features)
+        assert self.a is not None and self.b is not None
+        self.a[slot].zero_()
+        self.b[slot].zero_()
+        self.a[slot, :, :r] = a_w.t()
+        self.b[slot, :r, :] = b_w.t() * scaling
+        self.slots[name] = slot
+        self.sources[name] = (a_w, b_w, a_w._version, b_w._version, scaling)
+
+    def _make_room(self, like: torch.Tensor, slot: int, rank: int, fan_in: int, fan_out: int) -> None:
+        """Grow the stacks (doubling the slots) so that ``slot`` exists and rank ``rank`` fits."""
+        have_slots = 0 if self.a is None else self.a.shape[0]
+        have_rank = 0 if self.a is None else self.a.shape[2]
+        if slot < have_slots and rank <= have_rank:
+            return
+        slots = max(slot + 1, 2 * have_slots) if slot >= have_slots else have_slots
+        width = max(rank, have_rank)
+        a = like.new_zeros(slots, fan_in, width)
+        b = like.new_zeros(slots, width, fan_out)
+        if self.a is not None and self.b is not None:
+            a[:have_slots, :, :have_rank] = self.a
+            b[:have_slots, :have_rank, :] = self.b
+        self.a, self.b = a, b
+
+
+def _stack_of(layer: nn.Module) -> _LayerStack:
+    stack = layer.__dict__.get("_lorakit_mixed_stack")
+    if stack is None:
+        stack = layer.__dict__["_lorakit_mixed_stack"] = _LayerStack()
+    return stack
+
+
 class GatherBmm:
     """Per-row stacks of A and B (padded to the largest rank) and two batched products."""
 
@@ -76,6 +155,9 @@ class GatherBmm:
         names = sorted({n for n in rows if n is not None})
         if not names:
             return None
+        if not torch.is_grad_enabled():
+            return _stack_of(layer).rows(layer, names, rows)
+        # Recording a graph: gather from the adapters' own tensors, so gradients reach them.
         rank = max(layer.r[n] for n in names)
         weight = layer.lora_A[names[0]].weight
         a_table = weight.new_zeros(len(names) + 1, layer.in_features, rank)

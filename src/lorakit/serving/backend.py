@@ -102,7 +102,8 @@ class Backend:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a PEFT file without fingerprint loads with a warning
             load_adapter(model, info.path, info.name)
-        model.eval()
+        # The model is in eval mode and the loader's new modules follow the layers they wrap
+        # (a model-wide eval() here walked every loaded adapter's modules at every load).
 
     def detach(self, info: AdapterInfo) -> None:
         model = self.model_for(info)
