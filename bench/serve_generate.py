@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--out", type=Path, default=common.RESULTS / "serve_generate.json")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for every competitor")
+    ap.add_argument("--variants", default="", help="comma-separated competitors to run (default: all)")
+    ap.add_argument("--no-forward", action="store_true", help="skip the one-forward strategy table")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from peft import PeftModel
@@ -139,18 +141,24 @@ def main(argv: list[str] | None = None) -> None:
             "one-at-a-time": one_at_a_time,
         }
 
-    for warm in competitors(4).values():  # first calls (allocations, kernels) on a short run
+    def chosen(tokens: int) -> dict:
+        every = competitors(tokens)
+        wanted = [v for v in args.variants.split(",") if v] or list(every)
+        return {k: every[k] for k in wanted}
+
+    for warm in chosen(4).values():  # first calls (allocations, kernels) on a short run
         warm()
-    timings = common.interleave(competitors(args.tokens), args.repeats, warmup=0)
+    timings = common.interleave(chosen(args.tokens), args.repeats, warmup=0)
     total = 16 * args.tokens
     rows = {k: {**t.summary(), "tokens_per_s": total / t.median} for k, t in timings.items()}
-    ref = rows["lorakit-mixed"]["tokens_per_s"]
+    ref = rows["lorakit-mixed"]
     for k in rows:
-        rows[k]["mixed_speedup"] = ref / rows[k]["tokens_per_s"]
+        rows[k]["mixed_speedup"] = ref["tokens_per_s"] / rows[k]["tokens_per_s"]
+        rows[k]["mixed_speedup_cpu"] = rows[k]["cpu_median_s"] / ref["cpu_median_s"]
 
     # the two mixed strategies, one forward each, decode (16 x 1) and prefill (16 x 32) shapes
     layer: dict[str, dict] = {}
-    for shape in ((16, 1), (16, 32)):
+    for shape in () if args.no_forward else ((16, 1), (16, 32)):
         ids = torch.randint(0, 1000, shape)
 
         def fwd(model, adapters, strategy="gather", ids=ids):
@@ -187,9 +195,18 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def markdown(out: dict) -> str:
-    lines = ["| variant | median s | tokens/s | lorakit-mixed speed-up |", "| --- | ---: | ---: | ---: |"]
+    lines = [
+        "| variant | median s | tokens/s | lorakit-mixed speed-up | by CPU time |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for k, r in out["generate"].items():
-        lines.append(f"| {k} | {r['median_s']:.2f} | {r['tokens_per_s']:.1f} | {r['mixed_speedup']:.2f}x |")
+        lines.append(
+            f"| {k} | {r['median_s']:.2f} | {r['tokens_per_s']:.1f} | {r['mixed_speedup']:.2f}x "
+            f"| {r['mixed_speedup_cpu']:.2f}x |"
+        )
+    if not out["forward"]:
+        lines.append(f"\nload average before/after: {out['loadavg_before']} / {out['loadavg_after']}")
+        return "\n".join(lines)
     lines += [
         "",
         "| forward (rows x tokens) | " + " | ".join(next(iter(out["forward"].values()))) + " |",

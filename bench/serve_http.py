@@ -1,7 +1,7 @@
 """HTTP load on `lorakit serve` (SmolLM2-135M, loopback only, bounded in time): issue 13 targets.
 
 Phases against one server process (`lorakit serve --adapters-dir`), 32 concurrent streaming clients:
-  warm-up   20 s, random adapter of 50 (every adapter gets loaded); resident memory noted
+  warm-up   20 s, the 50 adapters in turn (every one loaded and served); resident memory noted
   one       60 s, every request on the same adapter
   fifty     60 s, a random adapter of 50 per request; resident memory after (leak check)
 then a second server with 500 adapters on disk and --max-loaded 50, 60 s of random adapters:
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -191,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
         proc = start_server(fifty, port, 64)
         url = f"http://127.0.0.1:{port}"
         try:
-            run_phase(url, lambda: random.choice(names), 20)
+            warm = itertools.cycle(names)  # every adapter loaded and served in a mixed batch
+            run_phase(url, lambda: next(warm), 20)
             rss_warm = rss_mb(proc.pid)
             one = run_phase(url, lambda: names[0], args.seconds)
             fifty_run = run_phase(url, lambda: random.choice(names), args.seconds)
