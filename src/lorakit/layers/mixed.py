@@ -10,7 +10,9 @@ cached while the assignment holds) and ``apply`` (every forward):
 * ``GatherBmm`` (the default): the rows' A and B are gathered into per-row stacks, zero-padded
   to the largest rank in the batch, with the scaling folded into B; a row with no adapter gets
   zeros. The update is then two batched products for the whole batch, ``bmm(x, A_rows)`` and
-  ``baddbmm(out, ., B_rows)``, whatever the number of adapters.
+  ``baddbmm(out, ., B_rows)``, whatever the number of adapters. Outside autograd each layer keeps
+  the adapters it has served stacked (``_LayerStack``), so a new row assignment (a request joins
+  or leaves) is one ``index_select`` per stack, not a copy per adapter.
 * ``SegmentLoop``: rows are grouped by adapter and each group runs its own two products and an
   ``index_add_`` into the output: 3-4 operations per distinct adapter per layer.
 
