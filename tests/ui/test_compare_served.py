@@ -28,10 +28,11 @@ def open_compare(page: Any, server: Any) -> list[str]:
     return [b.get_attribute("value") for b in boxes.all() if b.is_checked()]
 
 
-def send(page: Any, text: str, max_tokens: int = MAX_TOKENS) -> None:
+def send(page: Any, text: str, max_tokens: int | None = MAX_TOKENS) -> None:
     """Send the form; wait until every column is done; no column moves meanwhile."""
     page.fill("#prompt", text)
-    page.fill("#max-tokens", str(max_tokens))
+    if max_tokens is not None:
+        page.fill("#max-tokens", str(max_tokens))
     boxes = "[...document.querySelectorAll('.column')].map(c => JSON.stringify(c.getBoundingClientRect()))"
     page.click("#send")
     page.wait_for_selector(".column")
@@ -56,6 +57,7 @@ def rows_over(state: Any, size: int) -> float:
 
 def test_base_and_two_adapters_show_the_apis_answers(page: Any, lm_serve: Any) -> None:
     assert open_compare(page, lm_serve) == ["lm", "concise", "verbose"]
+    assert page.locator("#max-tokens").is_visible()
     send(page, PROMPT)
     assert rows_over(lm_serve.state, 2) > 0  # the three streams ran in one mixed batch
     shown = {}
@@ -74,7 +76,8 @@ def test_base_and_two_adapters_show_the_apis_answers(page: Any, lm_serve: Any) -
 def test_classifier_bars_and_ner_spans_equal_classify(page: Any, encoder_serve: Any) -> None:
     assert open_compare(page, encoder_serve) == ["ner", "sentiment"]
     assert page.locator("#compare-form input[value=enc]").is_disabled()  # a base without a head
-    send(page, TEXT)
+    assert page.locator("#max-tokens").is_hidden()  # nothing here generates
+    send(page, TEXT, max_tokens=None)
 
     def classify(model: str) -> dict[str, Any]:
         body = {"model": model, "input": TEXT}

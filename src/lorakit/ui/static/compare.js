@@ -93,6 +93,8 @@ export class CompareView {
     const [tempOption, temperature] = num("temperature", "Temperature", 0, { min: "0", max: "2", step: "0.1" });
     const [seedOption, seed] = num("seed", "Seed", 0, { min: "0", step: "1" });
     const chat = el("input", { type: "checkbox", id: "use-chat" });
+    // Generation settings only where something generates (an encoder server only labels texts).
+    const generates = this.models.some((m) => !ENCODER_TASKS.has(meta(m).task));
     this.options = { maxTokens, temperature, seed, chat };
     this.sendButton = el("button", { type: "submit", id: "send", class: "primary", text: "Send" });
     this.stopButton = el("button", { type: "button", id: "stop", text: "Stop", disabled: true, on: { click: () => this.controller?.abort() } });
@@ -101,7 +103,7 @@ export class CompareView {
         el("ul", { class: "model-list" }, boxes.map((b) => b.li)), limit),
       el("label", { for: "prompt", class: "block", text: "Prompt (for classifier and NER adapters: the text to label)" }),
       this.prompt,
-      el("div", { class: "options" }, maxOption, tempOption, seedOption,
+      el("div", { class: "options", hidden: !generates }, maxOption, tempOption, seedOption,
         el("label", { for: "use-chat", class: "inline" }, chat, " Chat template (/v1/chat/completions)")),
       el("div", { class: "actions" }, this.sendButton, this.stopButton, el("span", { class: "muted", text: "Ctrl+Enter sends" })),
     );
