@@ -107,8 +107,6 @@ def model_server(runs_dir: Path, fake_model: Any) -> Iterator[LiveServer]:
         yield server
 
 
-
-
 @pytest.fixture(scope="session")
 def served_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from tests.ui import served
