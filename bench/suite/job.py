@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from lorakit.config import LoraConfig
+from lorakit.runconfig.schema import RunConfig
 from lorakit.targeting import find_targets
-from lorakit.training.config import RunConfig
 from lorakit.training.setup import seed_everything
 
 
@@ -93,7 +93,7 @@ def evaluate_base(config: RunConfig) -> dict[str, Any]:
 
 
 def main() -> None:
-    from lorakit.training.config_io import validate_config
+    from lorakit.runconfig.yaml_io import validate_config
     from lorakit.training.loop import train
 
     spec = json.loads(Path(sys.argv[1]).read_text())

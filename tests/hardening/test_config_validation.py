@@ -123,7 +123,7 @@ def test_valid_base_config_reaches_loading(tmp_path: Path) -> None:
 
 
 def test_epochs_null_is_fine_with_max_steps() -> None:
-    from lorakit.training.config_io import validate_config
+    from lorakit.runconfig.yaml_io import validate_config
 
     cfg = validate_config({**BASE, "train": {**BASE["train"], "epochs": None}})
     assert cfg.train.max_steps == 4 and cfg.train.epochs is None

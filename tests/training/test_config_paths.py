@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from lorakit.cli import main
-from lorakit.training.config_io import load_config
+from lorakit.runconfig.yaml_io import load_config
 from tiny_assets import classification_rows, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]

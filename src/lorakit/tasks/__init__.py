@@ -6,8 +6,8 @@ from typing import Any
 
 from lorakit.data.readers import Record
 from lorakit.models import ModelRef
+from lorakit.runconfig.schema import RunConfig
 from lorakit.tasks.common import Task
-from lorakit.training.config import RunConfig
 
 # Metric names each task reports at evaluation, used to validate train.metric_for_best early.
 TASK_METRICS = {

@@ -9,7 +9,7 @@ from typing import Any
 from lorakit.data.readers import Record
 from lorakit.extras import available
 from lorakit.metrics import GENERATION_METRICS, generation_scores, group_references
-from lorakit.training.config import RunConfig
+from lorakit.runconfig.schema import RunConfig
 
 DEFAULT_GENERATION_METRICS = {"seq2seq": ["bleu", "chrf"], "causal_lm": []}
 

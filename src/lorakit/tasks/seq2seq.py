@@ -12,9 +12,9 @@ from lorakit.data.batching import Feature
 from lorakit.data.readers import Record, require_field
 from lorakit.errors import LorakitError
 from lorakit.models import ModelRef, load_pretrained
+from lorakit.runconfig.schema import RunConfig
 from lorakit.tasks.common import accepted_inputs, batched, collate_for, generate, set_pad_token
 from lorakit.tasks.generation_eval import generation_metrics
-from lorakit.training.config import RunConfig
 
 
 class Seq2SeqTask:

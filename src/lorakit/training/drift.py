@@ -16,8 +16,8 @@ from typing import Any
 from lorakit.adapter_io.integrity import FINGERPRINT_KEY, fingerprint_mismatch, read_safetensors
 from lorakit.adapter_io.save import WEIGHTS_NAME
 from lorakit.errors import ConfigError
+from lorakit.runconfig.schema import RunConfig
 from lorakit.training.checkpoint import list_checkpoints, read_trainer_state
-from lorakit.training.config import RunConfig
 
 # Evaluation cadence, logging, checkpoint bookkeeping, threads, where outputs go: none of these
 # touches the weights a step produces.

@@ -26,10 +26,10 @@ from lorakit.extras import check as check_extra
 from lorakit.metrics import GENERATION_METRICS
 from lorakit.model import inject
 from lorakit.models import ModelRef, load_tokenizer, resolve_model
-from lorakit.quant.model import QuantReport, quantize_model
+from lorakit.quantized_model.quantize import QuantReport, quantize_model
+from lorakit.runconfig.schema import RunConfig
 from lorakit.tasks import DEFAULT_METRIC, TASK_METRICS, Task, build_task, labels_for
 from lorakit.tasks.common import feature_length, read_task_file
-from lorakit.training.config import RunConfig
 from lorakit.training.memory import release_freed_memory
 from lorakit.training.optim import Schedule, build_optimizer, build_schedule
 
@@ -247,7 +247,7 @@ def load_for_inference(
     model that was trained); ``quantized=False`` loads the float base (what merge uses)."""
     info = read_task_file(adapter_dir)
     if config is None:
-        from lorakit.training.config_io import validate_config
+        from lorakit.runconfig.yaml_io import validate_config
 
         config = validate_config(info["config"], source=str(adapter_dir))
     if info["task"] != config.task:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from lorakit.adapter_io.integrity import atomic_write_text
 from lorakit.errors import ConfigError
-from lorakit.training.config import PATH_KEYS, RunConfig
+from lorakit.runconfig.schema import PATH_KEYS, RunConfig
 
 # Names users bring from PEFT / other tools, mapped to lorakit's keys.
 SYNONYMS = {
