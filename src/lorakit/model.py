@@ -112,7 +112,6 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
         layer.add_adapter(
             adapter_name,
             cfg.rank_for(name),
-            cfg.alpha_for(name),
             cfg.scaling_for(name),
             cfg.dropout,
             cfg.init,

@@ -180,3 +180,17 @@ def test_no_upward_imports() -> None:
 
 def test_no_file_imports_itself_through_a_circle() -> None:
     assert cycles(package_graph()) == []
+
+
+def test_no_private_name_is_imported_from_another_component() -> None:
+    """Helpers shared across packages have public names (no ``targeting._base_modules``)."""
+    private = []
+    for path in (SRC / PACKAGE).rglob("*.py"):
+        here = component(module_name(path))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(f"{PACKAGE}."):
+                for alias in node.names:
+                    is_private = alias.name.startswith("_") and not alias.name.startswith("__")
+                    if is_private and component(node.module or "") != here:
+                        private.append(f"{module_name(path)}: from {node.module} import {alias.name}")
+    assert private == []
