@@ -23,7 +23,8 @@ LAYERS: list[set[str]] = [
     {"errors", "digest"},  # import nothing from lorakit
     {"paths", "patterns", "extras"},  # safe paths, bounded regexes, optional packages
     {"config", "quant", "distributed", "gguf_cache", "metrics"},  # LoraConfig, quantized storage
-    {"models", "safe_load"},  # where models come from (aliases, offline-first loading)
+    {"model_safety"},  # refusing model folders that would unpickle or run code
+    {"model_sources"},  # where models come from (aliases, local, GGUF, hub) and loading them
     {"layers"},  # the LoRA wrappers around one module
     {"targeting"},  # which modules a config adapts
     {"model"},  # adapters in a model: inject / add / set / delete

@@ -13,7 +13,7 @@ import yaml
 
 from lorakit.cli import main
 from lorakit.errors import LorakitError
-from lorakit.models import resolve_model
+from lorakit.model_sources import resolve_model
 from tiny_assets import classification_rows, make_model, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -142,7 +142,7 @@ def test_fresh_adapter_bit_identical_to_base_on_torch_backend() -> None:
 def _minilm() -> nn.Module:
     from transformers import AutoModelForSequenceClassification
 
-    from lorakit.models import resolve_model
+    from lorakit.model_sources import resolve_model
 
     try:
         ref = resolve_model("minilm-l6")

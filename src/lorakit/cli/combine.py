@@ -114,7 +114,7 @@ def load_all(
 ) -> tuple[Any, nn.Module, dict[str, float]]:
     """Task and float base model with every adapter loaded (as a0, a1, ...); returns the weights."""
     from lorakit.adapter_io import load_adapter
-    from lorakit.models import load_tokenizer, resolve_model
+    from lorakit.model_sources import load_tokenizer, resolve_model
     from lorakit.tasks import build_task
 
     ref = resolve_model(config.model)

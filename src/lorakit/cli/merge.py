@@ -16,7 +16,7 @@ from torch import nn
 
 from lorakit.cli.common import check_new_folder, staged_folder, utf8_text
 from lorakit.errors import LorakitError, MergeError
-from lorakit.models import quiet_transformers
+from lorakit.model_sources import quiet_transformers
 from lorakit.tasks.common import accepted_inputs
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

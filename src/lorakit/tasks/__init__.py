@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lorakit.data.readers import Record
-from lorakit.models import ModelRef
+from lorakit.model_sources import ModelRef
 from lorakit.runconfig.schema import RunConfig
 from lorakit.tasks.common import Task
 

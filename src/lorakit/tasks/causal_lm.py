@@ -11,7 +11,7 @@ from torch import nn
 from lorakit.data.batching import Feature
 from lorakit.data.readers import Record, require_field
 from lorakit.errors import DataError
-from lorakit.models import ModelRef, load_pretrained
+from lorakit.model_sources import ModelRef, load_pretrained
 from lorakit.runconfig.schema import RunConfig
 from lorakit.tasks.common import batched, collate_for, set_pad_token
 from lorakit.tasks.generation_eval import generation_metrics, predict_by_generation

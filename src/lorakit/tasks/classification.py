@@ -12,7 +12,7 @@ from lorakit.data.readers import Record, require_field
 from lorakit.distributed import all_reduce_rows
 from lorakit.errors import DataError
 from lorakit.metrics import confusion_counts
-from lorakit.models import ModelRef, load_pretrained
+from lorakit.model_sources import ModelRef, load_pretrained
 from lorakit.runconfig.schema import RunConfig
 from lorakit.tasks.common import (
     accepted_inputs,

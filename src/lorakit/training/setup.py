@@ -25,7 +25,7 @@ from lorakit.extras import available, missing_message
 from lorakit.extras import check as check_extra
 from lorakit.metrics import GENERATION_METRICS
 from lorakit.model import inject
-from lorakit.models import ModelRef, load_tokenizer, resolve_model
+from lorakit.model_sources import ModelRef, load_tokenizer, resolve_model
 from lorakit.quantized_model.quantize import QuantReport, quantize_model
 from lorakit.runconfig.schema import RunConfig
 from lorakit.tasks import DEFAULT_METRIC, TASK_METRICS, Task, build_task, labels_for
