@@ -61,7 +61,7 @@ def main() -> None:
             "validation": str(DATA / "validation.conll"),
             "max_length": 128,
         },
-        "lora": {"r": 8, "alpha": 16, "targets": ["query", "value"]},
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "targets": ["query", "value"]},
         "train": {
             "max_steps": args.steps,
             "batch_size": 32,

@@ -35,7 +35,7 @@ def peft_builder(config: RunConfig, task: Any, device: torch.device) -> tuple[nn
 
     seed_everything(config.train.seed)
     base = task.load_model()
-    lora = config.lora.to_lora_config(task.head_modules(base))
+    lora = config.lora.with_saved_default(task.head_modules(base))
     names = [t.name for t in find_targets(base, lora)]
     pcfg = PeftLoraConfig(
         r=lora.r,
@@ -51,7 +51,7 @@ def full_builder(config: RunConfig, task: Any, device: torch.device) -> tuple[nn
     seed_everything(config.train.seed)
     model = task.load_model()
     model.requires_grad_(True)
-    return model.to(device), config.lora.to_lora_config(task.head_modules(model))
+    return model.to(device), config.lora.with_saved_default(task.head_modules(model))
 
 
 def train_other(config: RunConfig, builder: Any) -> dict[str, Any]:

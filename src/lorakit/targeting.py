@@ -98,7 +98,7 @@ def resolve_targets(model: nn.Module, cfg: LoraConfig) -> list[tuple[str, nn.Mod
         if cfg.layers is not None and _layer_index(name, cfg.layers_pattern) not in cfg.layers:
             continue
         # A module trained fully (modules_to_save) gets no LoRA inside it, as in PEFT.
-        if inside_any(name, cfg.modules_to_save):
+        if inside_any(name, cfg.saved_modules()):
             continue
         chosen.append((name, module))
     _check_specs_matched(cfg, modules, chosen)

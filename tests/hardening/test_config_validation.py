@@ -17,7 +17,7 @@ BASE: dict[str, Any] = {
     "model": "/nonexistent/MODEL-MUST-NOT-LOAD",
     "task": "classification",
     "data": {"train": "train.jsonl", "validation": "dev.jsonl", "max_length": 32},
-    "lora": {"r": 4, "alpha": 8, "targets": ["query", "value"]},
+    "lora": {"r": 4, "alpha": 8, "dropout": 0.05, "targets": ["query", "value"]},
     "train": {"max_steps": 4, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
     "output_dir": "run",
 }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +101,7 @@ def _resolve_against_model(
         raise AdapterFileError(f"{folder / WEIGHTS_NAME}: unknown tensor key {bad[0]!r}")
     in_file = {m for m in map(module_of_key, tensors) if m is not None}
     present = {n for n, _ in base_modules(model)}
-    saved = [m for m in cfg.modules_to_save if any(n == m or n.endswith("." + m) for n in present)]
+    saved = [m for m in cfg.saved_modules() if any(n == m or n.endswith("." + m) for n in present)]
     expected = set(_peft_targets(model, cfg, peft_match, saved))
     if in_file - expected:
         extra = sorted(in_file - expected)[0]
@@ -122,8 +121,7 @@ def _resolve_against_model(
             f"for {no_magnitude[0]!r}"
         )
     targets = sorted(in_file)
-    return replace(
-        cfg,
+    return cfg.replaced(
         targets=targets,
         exclude=None,
         layers=None,

@@ -38,7 +38,17 @@ FREE_KEYS = frozenset(
 )
 # The checkpoint's tensors (and the task's head) have the shapes these keys give them.
 FIXED_KEYS = frozenset(
-    {"task", "lora.r", "lora.targets", "lora.exclude", "lora.layers", "lora.bias", "lora.modules_to_save"}
+    {
+        "task",
+        "lora.r",
+        "lora.rank_pattern",
+        "lora.targets",
+        "lora.exclude",
+        "lora.layers",
+        "lora.layers_pattern",
+        "lora.bias",
+        "lora.modules_to_save",
+    }
 )
 
 

@@ -166,7 +166,7 @@ def prepare_model(config: RunConfig, task: Task, device: torch.device) -> tuple[
     seed_everything(config.train.seed)  # the head's and LoRA A's initialisation
     model = task.load_model()
     quantize_base(config, task, model)  # before inject: LoRA wraps the QuantLinear layers
-    lora = config.lora.to_lora_config(task.head_modules(model))
+    lora = config.lora.with_saved_default(task.head_modules(model))
     inject(model, lora)
     if config.train.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
