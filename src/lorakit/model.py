@@ -111,10 +111,10 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
     if adapter_name in state.configs:
         raise ConfigError(f"adapter {adapter_name!r} already exists on this model")
     targets = resolve_targets(model, cfg)  # raises before anything changes
-    missing = [m for m in cfg.modules_to_save if not _find_saved_module(model, m)]
+    missing = [m for m in cfg.saved_modules() if not _find_saved_module(model, m)]
     if missing:
         raise TargetError(f"modules_to_save: {missing} match no module of the model")
-    nested = [n for n, _ in lora_layers(model) if inside_any(n, cfg.modules_to_save)]
+    nested = [n for n, _ in lora_layers(model) if inside_any(n, cfg.saved_modules())]
     if nested:
         raise TargetError(
             f"modules_to_save: {nested[0]} already holds a LoRA adapter; a module trained in full "
@@ -134,7 +134,6 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
         layer.add_adapter(
             adapter_name,
             cfg.rank_for(name),
-            cfg.alpha_for(name),
             cfg.scaling_for(name),
             cfg.dropout,
             cfg.init,
@@ -148,7 +147,7 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
         # does not silently run LoRA dropout at inference (only the new adapter's modules on a
         # wrapper that already exists: its other adapters' modules follow the model already).
         _follow_base_mode(layer, adapter_name, fresh=name in fresh)
-    for name in _saved_module_names(model, cfg.modules_to_save):
+    for name in _saved_module_names(model, cfg.saved_modules()):
         module = model.get_submodule(name)
         if not isinstance(module, ModulesToSave):
             module = ModulesToSave(module)
