@@ -14,9 +14,10 @@ the dropout is an identity) and the gradients autograd would give, with less wor
 * gradients nobody asked for (e.g. the input of the first adapted layer, which comes from frozen
   embeddings) are skipped via ``ctx.needs_input_grad``;
 * every product goes through ``gemm.linear`` / ``gemm.mm``, which on a CPU computes large float32
-  products with oneDNN's GEMM instead of MKL's (``MatmulBackend.AUTO``; 2.2-2.4x faster on the
-  benchmark machine, same float32 arithmetic, different summation order); ``MatmulBackend.TORCH``
-  keeps torch's own, bit-identical to ``nn.Linear``.
+  products with whichever of oneDNN's and MKL's GEMM measured faster for the shape
+  (``MatmulBackend.AUTO``; oneDNN is 2.2-2.4x faster on the benchmark machine, same float32
+  arithmetic, different summation order); ``MatmulBackend.TORCH`` keeps torch's own,
+  bit-identical to ``nn.Linear``. The backward uses the backend its forward ran under.
 
 Nothing is cached between calls. When base and adapter dtypes differ (e.g. a bf16 base with
 float32 adapters) the update is computed in the adapter dtype and cast, like the plain formula.
@@ -46,10 +47,11 @@ def _fused_forward(
     lora_b: torch.Tensor,
     scaling: float,
     fan_in_fan_out: bool,
+    backend: gemm.MatmulBackend,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(x W^T + bias + scaling * (h A^T) B^T, h A^T) for 2-D x and h."""
-    out = gemm.linear(x2, _base_weight_oi(weight, fan_in_fan_out), bias)
-    xa = gemm.linear(h2, lora_a)
+    out = gemm.linear(x2, _base_weight_oi(weight, fan_in_fan_out), bias, backend)
+    xa = gemm.linear(h2, lora_a, backend=backend)
     if out.dtype == lora_b.dtype:
         out.addmm_(xa, lora_b.t(), alpha=scaling)
     else:
@@ -73,9 +75,11 @@ class _LoraLinearFn(torch.autograd.Function):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
         h2 = (x2 if h is None else h.reshape(-1, h.shape[-1])).to(lora_a.dtype)
-        out, xa = _fused_forward(x2, h2, weight, bias, lora_a, lora_b, scaling, fan_in_fan_out)
+        backend = gemm.get_matmul_backend()
+        out, xa = _fused_forward(x2, h2, weight, bias, lora_a, lora_b, scaling, fan_in_fan_out, backend)
         ctx.save_for_backward(x2 if weight.requires_grad else None, h2, xa, weight, lora_a, lora_b)
         ctx.scaling, ctx.fan_in_fan_out, ctx.shared_input = scaling, fan_in_fan_out, h is None
+        ctx.backend = backend
         ctx.x_shape, ctx.h_dtype = x.shape, None if h is None else h.dtype
         return out.reshape(*lead, out.shape[-1])
 
@@ -83,17 +87,17 @@ class _LoraLinearFn(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x2, h2, xa, weight, lora_a, lora_b = ctx.saved_tensors
         need_x, need_h, need_w, need_bias, need_a, need_b = ctx.needs_input_grad[:6]
-        s = ctx.scaling
+        s, be = ctx.scaling, ctx.backend
         g = grad.reshape(-1, grad.shape[-1])
         ga = g.to(lora_b.dtype)
         # (xa^T g)^T rather than g^T xa: oneDNN copies a transposed left operand, and g^T is full-size.
-        grad_b = gemm.mm(xa.t(), ga).t().mul_(s).contiguous() if need_b else None
+        grad_b = gemm.mm(xa.t(), ga, be).t().mul_(s).contiguous() if need_b else None
         # (g B s)^T as r x N: the layout both MKL and oneDNN compute fast for this skinny product.
-        g_xa_t = gemm.mm(lora_b.t(), ga.t()).mul_(s) if (need_a or need_x or need_h) else None
-        grad_a = gemm.mm(g_xa_t, h2) if need_a else None
+        g_xa_t = gemm.mm(lora_b.t(), ga.t(), be).mul_(s) if (need_a or need_x or need_h) else None
+        grad_a = gemm.mm(g_xa_t, h2, be) if need_a else None
         grad_x = grad_h = None
         if need_x:
-            grad_x = gemm.mm(g, _base_weight_oi(weight, ctx.fan_in_fan_out))
+            grad_x = gemm.mm(g, _base_weight_oi(weight, ctx.fan_in_fan_out), be)
             if ctx.shared_input and grad_x.dtype == lora_a.dtype:
                 grad_x.addmm_(g_xa_t.t(), lora_a)
             elif ctx.shared_input:
@@ -141,8 +145,9 @@ def lora_linear(
         x2 = x.reshape(-1, x.shape[-1])
         h2 = (x2 if h is None else h.reshape(-1, h.shape[-1])).to(lora_a.dtype)
         out, _ = _fused_forward(
-            x2, h2, base_layer.weight, base_layer.bias, lora_a, lora_b, scaling, fan_in_fan_out
-        )
+            x2, h2, base_layer.weight, base_layer.bias, lora_a, lora_b, scaling, fan_in_fan_out,
+            gemm.get_matmul_backend(),
+        )  # fmt: skip
         return out.reshape(*x.shape[:-1], out.shape[-1])
     return _LoraLinearFn.apply(
         x, h, base_layer.weight, base_layer.bias, lora_a, lora_b, scaling, fan_in_fan_out

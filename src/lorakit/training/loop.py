@@ -71,6 +71,8 @@ def _train(config: RunConfig) -> dict[str, Any]:
     reporter.start(run.state.step, run.total_steps)
     if leftovers:
         reporter.say(f"removed {len(leftovers)} leftover(s) of an interrupted run: {', '.join(leftovers)}")
+    for note in run.notes:
+        reporter.say(note)
     if resumed:
         reporter.say(f"resumed from {resumed} (step {run.state.step})")
         for change in allowed_changes:
@@ -240,7 +242,7 @@ def evaluate(run: Run, reporter: Reporter) -> bool:
     """Evaluate on validation, keep the best adapter; True when early stopping should stop."""
     state = run.state
     with run.autocast():
-        metrics = run.task.evaluate(run.model, run.records["validation"], run.features["validation"])
+        metrics = run.task.evaluate(run.eval_model, run.records["validation"], run.features["validation"])
     run.model.train()
     state.last_eval_step = state.step
     value = metrics[run.metric]

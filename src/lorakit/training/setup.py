@@ -26,6 +26,7 @@ from lorakit.quant.model import QuantReport, quantize_model
 from lorakit.tasks import DEFAULT_METRIC, TASK_METRICS, Task, build_task, labels_for
 from lorakit.tasks.common import feature_length, read_task_file
 from lorakit.training.config import RunConfig
+from lorakit.training.fast_paths import apply_fast_paths
 from lorakit.training.memory import release_freed_memory
 from lorakit.training.optim import Schedule, build_optimizer, build_schedule
 
@@ -70,7 +71,13 @@ class Run:
     dist: DistContext = field(default_factory=DistContext)
     strategy: ParallelStrategy | None = None
     parallel_model: nn.Module | None = None
-    """What training forwards call: ``model`` itself, or its DDP wrapper (FSDP shards in place)."""
+    """What training forwards call: ``model`` itself or ``CausalLMWithChunkedLoss(model)``, or the
+    DDP wrapper of that (FSDP shards it in place)."""
+    eval_model: nn.Module | None = None
+    """What evaluation calls: ``model``, or under FSDP the sharded root (whose forward and
+    ``generate`` gather the root's weights)."""
+    notes: list[str] = field(default_factory=list)
+    """Set-up messages for the user (e.g. a fast path that could not be used)."""
 
     def autocast(self) -> contextlib.AbstractContextManager:
         precision = self.config.train.precision
@@ -167,9 +174,11 @@ def setup_run(config: RunConfig) -> Run:
     if not features["train"]:
         raise DataError(f"{splits.sources['train']}: no training examples left after preprocessing")
     model, lora = prepare_model(config, task, device)
+    fast = apply_fast_paths(config, task, model, features["train"], device)
     t = config.train
     strategy = select_strategy(t.strategy, ctx)
-    parallel_model = strategy.wrap(model, device)  # before the optimizer: FSDP replaces parameters
+    # Before the optimizer: FSDP replaces parameters.
+    parallel_model = strategy.wrap(fast.train_module, device)
     lengths = [feature_length(f) for f in features["train"]]
     # Steps count global batches (batch_size x world), so epochs, max_steps and the LR schedule
     # mean what they mean for a single-process run with batch_size x world.
@@ -198,6 +207,8 @@ def setup_run(config: RunConfig) -> Run:
         dist=ctx,
         strategy=strategy,
         parallel_model=parallel_model,
+        eval_model=parallel_model if strategy.name == "fsdp" else model,
+        notes=fast.notes,
     )
 
 

@@ -1,0 +1,55 @@
+"""Which of lorakit's fast paths a run uses, applied to the model after LoRA is injected.
+
+- ``train.frozen_fast_path``: frozen, unadapted ``nn.Linear`` layers become ``FrozenLinear``.
+- ``train.chunked_lm_loss`` (causal_lm): the module the run trains (and the data-parallel
+  strategy wraps) is ``CausalLMWithChunkedLoss(model)``, after a check on a real training batch
+  that its loss equals the model's own.
+
+Both are explicit module-tree changes; nothing is patched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from lorakit.data.batching import Feature
+from lorakit.frozen_path import wrap_frozen_layers
+from lorakit.tasks import Task
+from lorakit.training.causal_loss import CausalLMWithChunkedLoss, chunked_loss_problem
+from lorakit.training.config import RunConfig
+
+CHECK_EXAMPLES = 2
+"""Training examples the start-up check of the chunked loss runs on."""
+
+
+@dataclass
+class FastPaths:
+    """What ``apply_fast_paths`` did."""
+
+    train_module: nn.Module
+    """The module training forwards call (before any data-parallel wrapping)."""
+    frozen_layers: list[str] = field(default_factory=list)
+    """Layers now computed as ``FrozenLinear``."""
+    notes: list[str] = field(default_factory=list)
+    """What the run should tell the user (a fast path that could not be used, and why)."""
+
+
+def apply_fast_paths(
+    config: RunConfig, task: Task, model: nn.Module, features: list[Feature], device: torch.device
+) -> FastPaths:
+    t = config.train
+    frozen = wrap_frozen_layers(model) if t.frozen_fast_path else []
+    result = FastPaths(model, frozen)
+    if config.task != "causal_lm" or not t.chunked_lm_loss:
+        return result
+    wrapper = CausalLMWithChunkedLoss(model, t.lm_loss_chunk_tokens)
+    batch = task.collate(features[:CHECK_EXAMPLES])
+    problem = chunked_loss_problem(wrapper, {k: v.to(device) for k, v in batch.items()})
+    if problem:
+        result.notes.append(f"train.chunked_lm_loss: not used, {problem}; training with the plain loss")
+    else:
+        result.train_module = wrapper
+    return result
