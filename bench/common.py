@@ -98,6 +98,7 @@ LORAKIT_KINDS = (
     "lorakit-torchgemm",
     "lorakit-nochunk",
     "lorakit-nofrozen",
+    "lorakit-nolean",
     "lorakit-gc",
     "lorakit-fusedonly",
     "lorakit-plain",
@@ -105,7 +106,7 @@ LORAKIT_KINDS = (
 """lorakit as `lorakit train` runs it by default ("lorakit": fused LoRA layers, frozen layers on
 lorakit's GEMM path, chunked LM loss for causal LMs), and with one feature changed: on torch's
 GEMM (time it under ``backend_for``), without the chunked loss, without the frozen-layer path,
-with gradient checkpointing, the fused LoRA layers alone (the previous release), the straightforward
+without the lean activations (GatedMLP), with gradient checkpointing, the fused LoRA layers alone (the previous release), the straightforward
 formula (no fast path at all)."""
 
 
@@ -127,7 +128,7 @@ def build(
         return net
     if kind in ("floor", "floor-lorakit"):
         net = _floor(shared_copy(base, share=False), model)
-        return lorakit_fast_paths(net, model, frozen=True, chunked=True) if kind == "floor-lorakit" else net
+        return lorakit_fast_paths(net, model) if kind == "floor-lorakit" else net
     net = shared_copy(base, share=True)
     net.requires_grad_(False)
     cfg = lorakit_config(model, targets, r, dropout)
@@ -142,7 +143,11 @@ def build(
         if kind in ("lorakit-plain", "lorakit-fusedonly"):
             return net
         return lorakit_fast_paths(
-            net, model, frozen=kind != "lorakit-nofrozen", chunked=kind != "lorakit-nochunk"
+            net,
+            model,
+            frozen=kind != "lorakit-nofrozen",
+            chunked=kind != "lorakit-nochunk",
+            lean=kind != "lorakit-nolean",
         )
     if kind == "peft":
         from peft import LoraConfig, get_peft_model
@@ -160,12 +165,16 @@ def build(
     raise SystemExit(f"unknown variant {kind!r}")
 
 
-def lorakit_fast_paths(net: nn.Module, model: str, frozen: bool, chunked: bool) -> nn.Module:
+def lorakit_fast_paths(
+    net: nn.Module, model: str, frozen: bool = True, chunked: bool = True, lean: bool = True
+) -> nn.Module:
     """What `lorakit train` applies after inject (training/fast_paths.py), by the same functions."""
     from lorakit.training.causal_loss import CausalLMWithChunkedLoss
 
     if frozen:
         lorakit.wrap_frozen_layers(net)
+    if lean:
+        lorakit.wrap_gated_mlps(net)
     if chunked and model == "smollm2-135m":
         return CausalLMWithChunkedLoss(net)
     return net

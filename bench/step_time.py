@@ -43,7 +43,14 @@ KINDS = {
 """Per target set; "full", "floor" (torch's GEMM, plain loss) and "floor-lorakit" (lorakit's frozen
 path and chunked loss) once per model. The classifier has no LM head, so no chunked-loss row."""
 PROBE_STEPS = 3
-ATTRIBUTION = ["lorakit-torchgemm", "lorakit-nochunk", "lorakit-nofrozen", "lorakit-gc", "lorakit-plain"]
+ATTRIBUTION = [
+    "lorakit-torchgemm",
+    "lorakit-nochunk",
+    "lorakit-nofrozen",
+    "lorakit-nolean",
+    "lorakit-gc",
+    "lorakit-plain",
+]
 
 
 def variant_name(kind: str, target_set: str) -> str:
@@ -51,7 +58,11 @@ def variant_name(kind: str, target_set: str) -> str:
 
 
 def build_variants(
-    model: str, plain: bool, dropout: float, only: list[str] | None = None
+    model: str,
+    plain: bool,
+    dropout: float,
+    only: list[str] | None = None,
+    target_sets: list[str] | None = None,
 ) -> dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]]:
     base = common.load_base(model)
     out = {}
@@ -62,7 +73,7 @@ def build_variants(
     kinds = [*KINDS[model], "lorakit-plain"] if plain else KINDS[model]
     for target_set, targets in common.TARGET_SETS[model].items():
         for kind in kinds:
-            if not only or kind in only:
+            if (not only or kind in only) and (not target_sets or target_set in target_sets):
                 out[variant_name(kind, target_set)] = common.build(kind, model, base, targets)
     for kind in ("full", "floor", "floor-lorakit"):
         if not only or kind in only:
@@ -76,9 +87,14 @@ def build_variants(
 
 
 def time_model(
-    model: str, repeats: int, plain: bool, dropout: float, only: list[str] | None = None
+    model: str,
+    repeats: int,
+    plain: bool,
+    dropout: float,
+    only: list[str] | None = None,
+    target_sets: list[str] | None = None,
 ) -> dict[str, object]:
-    variants = build_variants(model, plain, dropout, only)
+    variants = build_variants(model, plain, dropout, only, target_sets)
     batch = common.make_batch(model, next(iter(variants.values()))[0])
     losses = {
         n: common.train_step(net, opt, batch, common.backend_for(n)) for n, (net, opt) in variants.items()
@@ -169,7 +185,7 @@ def markdown(results: dict[str, dict]) -> str:
             "| variant | median s | min s | max s | vs full | CPU s (median) | step peak MiB |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
-        full = res["timings"]["full"]["median_s"]
+        full = res["timings"].get("full", {}).get("median_s", float("nan"))
         for name, t in res["timings"].items():
             mem = res.get("memory", {}).get(name, {}).get("step_mib", float("nan"))
             lines.append(
@@ -194,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dropout", type=float, default=0.0, help="also time all-linear with this dropout")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-variant memory probes")
     ap.add_argument("--kinds", nargs="+", default=None, help="time only these kinds (e.g. lorakit peft)")
+    ap.add_argument("--target-sets", nargs="+", default=None, help="only these target sets (e.g. all-linear)")
     ap.add_argument("--out", type=Path, default=common.RESULTS / "step_time.json")
     ap.add_argument("--probe", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -204,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for model in args.models:
         repeats = args.repeats or (12 if model == "minilm-l6" else 6)
-        results[model] = time_model(model, repeats, args.plain, args.dropout, args.kinds)
+        results[model] = time_model(model, repeats, args.plain, args.dropout, args.kinds, args.target_sets)
         if not args.no_memory:
             results[model]["memory"] = memory_model(model, list(results[model]["timings"]))
         print(markdown({model: results[model]}), flush=True)

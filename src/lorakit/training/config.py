@@ -195,6 +195,10 @@ class TrainSection(Section):
     """Compute the frozen nn.Linear layers that carry no adapter (e.g. k/o/MLP projections, the LM
     head) on lorakit's GEMM path (see matmul_backend): no weight gradient, wrapped as
     FrozenLinear (`lorakit inspect` lists them). Same values to float32 rounding."""
+    lean_activations: bool = True
+    """Keep fewer activations for backward where the result is bit-identical: gated (SwiGLU) MLPs
+    of Llama-family models save gate and up only and recompute silu (GatedMLP; SmolLM2: 6 MB per
+    layer per 1,024 tokens)."""
     chunked_lm_loss: bool = True
     """causal_lm: compute the LM head and the loss a chunk of tokens at a time, forward and
     backward, so the (tokens x vocabulary) logits and their gradient never exist; same loss and

@@ -1,6 +1,7 @@
 """Which of lorakit's fast paths a run uses, applied to the model after LoRA is injected.
 
 - ``train.frozen_fast_path``: frozen, unadapted ``nn.Linear`` layers become ``FrozenLinear``.
+- ``train.lean_activations``: gated SiLU MLPs become ``GatedMLP``.
 - ``train.chunked_lm_loss`` (causal_lm): the module the run trains (and the data-parallel
   strategy wraps) is ``CausalLMWithChunkedLoss(model)``, after a check on a real training batch
   that its loss equals the model's own.
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from lorakit.data.batching import Feature
-from lorakit.frozen_path import wrap_frozen_layers
+from lorakit.fast_modules import wrap_frozen_layers, wrap_gated_mlps
 from lorakit.tasks import Task
 from lorakit.training.causal_loss import CausalLMWithChunkedLoss, chunked_loss_problem
 from lorakit.training.config import RunConfig
@@ -33,6 +34,8 @@ class FastPaths:
     """The module training forwards call (before any data-parallel wrapping)."""
     frozen_layers: list[str] = field(default_factory=list)
     """Layers now computed as ``FrozenLinear``."""
+    gated_mlps: list[str] = field(default_factory=list)
+    """MLPs now computed as ``GatedMLP``."""
     notes: list[str] = field(default_factory=list)
     """What the run should tell the user (a fast path that could not be used, and why)."""
 
@@ -42,7 +45,8 @@ def apply_fast_paths(
 ) -> FastPaths:
     t = config.train
     frozen = wrap_frozen_layers(model) if t.frozen_fast_path else []
-    result = FastPaths(model, frozen)
+    mlps = wrap_gated_mlps(model) if t.lean_activations else []
+    result = FastPaths(model, frozen, mlps)
     if config.task != "causal_lm" or not t.chunked_lm_loss:
         return result
     wrapper = CausalLMWithChunkedLoss(model, t.lm_loss_chunk_tokens)
