@@ -104,10 +104,10 @@ LORAKIT_KINDS = (
     "lorakit-plain",
 )
 """lorakit as `lorakit train` runs it by default ("lorakit": fused LoRA layers, frozen layers on
-lorakit's GEMM path, chunked LM loss for causal LMs), and with one feature changed: on torch's
-GEMM (time it under ``backend_for``), without the chunked loss, without the frozen-layer path,
-without the lean activations (GatedMLP), with gradient checkpointing, the fused LoRA layers alone (the previous release), the straightforward
-formula (no fast path at all)."""
+lorakit's GEMM path, GatedMLP, chunked LM loss for causal LMs), and with one feature changed: on
+torch's GEMM (time it under ``backend_for``), without the chunked loss, without the frozen-layer
+path, without the lean activations (GatedMLP), with gradient checkpointing, the fused LoRA layers
+alone (the previous release), the straightforward formula (no fast path at all)."""
 
 
 def shared_copy(base: nn.Module, share: bool) -> nn.Module:
