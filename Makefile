@@ -37,8 +37,10 @@ bench: $(STAMP)
 	$(PY) bench/quality.py
 	$(PY) bench/profile_step.py --targets query+value --variants lorakit peft floor \
 		--out bench/results/profile_minilm-l6_query+value.md
-	$(PY) bench/profile_step.py --model smollm2-135m --targets q_proj+v_proj --variants lorakit peft floor \
+	$(PY) bench/profile_step.py --model smollm2-135m --targets q_proj+v_proj --variants lorakit floor-lorakit peft \
 		--steps 2 --out bench/results/profile_smollm2-135m_q_proj+v_proj.md
+	$(PY) bench/profile_step.py --model smollm2-135m --targets all-linear --variants lorakit peft \
+		--steps 2 --out bench/results/profile_smollm2-135m_all-linear.md
 	$(PY) bench/layer_time.py > bench/results/layer_time.md
 	$(PY) bench/report.py
 

@@ -7,7 +7,8 @@
 - ``wrap_gated_mlps(model)`` replaces every Llama-family gated MLP that ``GatedMLP`` reproduces
   exactly by a ``GatedMLP`` (one activation fewer kept for backward).
 
-Each wrapper holds the original as ``base_layer``; ``unwrap_*`` puts the originals back. Nothing
+``FrozenLinear`` holds the original as ``base_layer``; ``GatedMLP`` holds the MLP's own
+projections under their names (parameter names stay), and ``unwrap_*`` puts the originals back. Nothing
 of torch or transformers is patched: the model's module tree says what runs (``lorakit inspect``
 lists these modules). Call them after ``inject``: targeting sees wrapped layers as wrappers.
 """
@@ -69,44 +70,30 @@ def wrapped(model: nn.Module, kind: type[nn.Module]) -> Iterator[tuple[str, nn.M
             yield name, module
 
 
-def _unwrap(model: nn.Module, kind: type[nn.Module]) -> list[str]:
-    found = list(wrapped(model, kind))
+def unwrap_frozen_layers(model: nn.Module) -> list[str]:
+    """Put the original layers back in place of every ``FrozenLinear``; returns their names."""
+    found = list(wrapped(model, FrozenLinear))
     for name, wrapper in found:
         _set_child(model, name, wrapper.base_layer)
     return [name for name, _ in found]
 
 
-def unwrap_frozen_layers(model: nn.Module) -> list[str]:
-    """Put the original layers back in place of every ``FrozenLinear``; returns their names."""
-    return _unwrap(model, FrozenLinear)
-
-
 def wrap_gated_mlps(model: nn.Module) -> list[str]:
-    """Wrap every gated SiLU MLP of ``model`` that ``GatedMLP`` computes exactly (checked on a
-    random input), in place; returns the wrapped names."""
-    names = [
-        name
-        for name, module in model.named_modules()
-        if not isinstance(module, GatedMLP)
-        and is_gated_silu_mlp(module)
-        and not isinstance(_parent(model, name), GatedMLP)
-    ]
+    """Put a ``GatedMLP`` in place of every gated SiLU MLP of ``model`` that it computes exactly
+    (checked on a random input), in place; returns the names. Parameter names do not change."""
+    names = [name for name, module in model.named_modules() if is_gated_silu_mlp(module)]
     done = []
     for name in names:
         module = model.get_submodule(name)
         if gated_mlp_matches(module):
-            wrapper = GatedMLP(module)
-            wrapper.train(module.training)
-            _set_child(model, name, wrapper)
+            _set_child(model, name, GatedMLP(module))
             done.append(name)
     return done
 
 
-def _parent(model: nn.Module, name: str) -> nn.Module | None:
-    parent_name, _, _ = name.rpartition(".")
-    return model.get_submodule(parent_name) if name else None
-
-
 def unwrap_gated_mlps(model: nn.Module) -> list[str]:
     """Put the original MLPs back in place of every ``GatedMLP``; returns their names."""
-    return _unwrap(model, GatedMLP)
+    found = list(wrapped(model, GatedMLP))
+    for name, wrapper in found:
+        _set_child(model, name, wrapper.original())
+    return [name for name, _ in found]

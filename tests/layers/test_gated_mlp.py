@@ -33,9 +33,7 @@ def _step(model: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     inputs = text_inputs(batch=2, length=9)
     out = model(**inputs, labels=inputs["input_ids"])
     out.loss.backward()
-    return out.logits.detach(), {
-        n.replace(".base_layer.", "."): p.grad for n, p in model.named_parameters() if p.grad is not None
-    }
+    return out.logits.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
 
 def test_wrapped_lora_model_gives_identical_values_and_gradients() -> None:
@@ -46,6 +44,8 @@ def test_wrapped_lora_model_gives_identical_values_and_gradients() -> None:
     ref = _step(copy.deepcopy(model))
     names = lorakit.wrap_gated_mlps(model)
     assert names == ["model.layers.0.mlp", "model.layers.1.mlp"]
+    assert all(isinstance(model.get_submodule(n), GatedMLP) for n in names)
+    assert list(model.state_dict()) == ref_keys  # parameter names (checkpoints, adapter files) stay
     assert lorakit.wrap_gated_mlps(model) == []  # idempotent
     got = _step(model)
     assert torch.equal(got[0], ref[0])
@@ -73,3 +73,15 @@ def test_only_mlps_it_reproduces_are_wrapped() -> None:
     holder["gelu"].act_fn = nn.GELU()
     assert lorakit.wrap_gated_mlps(holder) == []
     assert not any(isinstance(m, GatedMLP) for m in holder.modules())
+
+
+def test_unwrap_keeps_projections_swapped_while_wrapped() -> None:
+    model = tiny_llama()
+    model.requires_grad_(False)
+    lorakit.wrap_gated_mlps(model)
+    lorakit.wrap_frozen_layers(model)  # replaces the projections inside the GatedMLP
+    lorakit.unwrap_gated_mlps(model)
+    mlp = model.model.layers[0].mlp
+    assert type(mlp).__name__ == "LlamaMLP" and type(mlp.gate_proj).__name__ == "FrozenLinear"
+    assert sorted(lorakit.unwrap_frozen_layers(model))[0] == "lm_head"
+    assert type(mlp.gate_proj) is nn.Linear

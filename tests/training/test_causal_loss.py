@@ -1,6 +1,7 @@
 """CausalLMWithChunkedLoss: the model's own causal-LM loss and LoRA gradients, without full logits.
 
-And a training run with the chunked loss ends with the adapter of a run with the plain loss."""
+And a training run on the fast paths (chunked loss, frozen layers, GatedMLP) ends with the adapter of
+a run without them."""
 
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ def test_start_up_check_refuses_a_model_whose_loss_differs() -> None:
     assert problem is not None and "differs from the model's own" in problem
 
 
-def test_training_with_the_chunked_loss_gives_the_plain_loss_adapter(
+def test_training_on_the_fast_paths_gives_the_plain_adapter(
     tmp_path: Path, tiny_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from safetensors.torch import load_file
@@ -117,11 +118,13 @@ def test_training_with_the_chunked_loss_gives_the_plain_loss_adapter(
     calls = []
     real = causal_loss.chunked_cross_entropy
     monkeypatch.setattr(causal_loss, "chunked_cross_entropy", lambda *a: calls.append(1) or real(*a))
-    common = ["train.max_steps=6", "train.eval_every=3", "train.save_every=null"]
+    # all-linear: LoRA layers inside the MLPs that GatedMLP takes over, the LM head frozen.
+    common = ["train.max_steps=6", "train.eval_every=3", "train.save_every=null", "lora.targets=all-linear"]
+    plain = ["train.chunked_lm_loss=false", "train.frozen_fast_path=false", "train.lean_activations=false"]
     summaries = {}
-    for chunked in (True, False):
-        cfg = write_run(tmp_path / str(chunked), "causal_lm", tiny_dirs["llama"])
-        summaries[chunked] = train(load_config(cfg, [*common, f"train.chunked_lm_loss={chunked}"]))
+    for fast in (True, False):
+        cfg = write_run(tmp_path / str(fast), "causal_lm", tiny_dirs["llama"])
+        summaries[fast] = train(load_config(cfg, common + ([] if fast else plain)))
     assert summaries[True]["status"] == summaries[False]["status"] == "completed"
     assert len(calls) == 1 + 6  # the start-up check, then one per step: the chunked run used it
     a, b = (

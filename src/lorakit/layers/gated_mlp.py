@@ -7,9 +7,11 @@ tensors per layer, 6 MB each per 1,024 tokens on SmolLM2. ``silu_mul`` saves ``g
 only and recomputes ``silu(gate)`` (one elementwise pass) in backward; its values and gradients
 are those of the plain ops bit for bit (the same kernels in the same order).
 
-``GatedMLP`` wraps such an MLP (kept as ``base_layer``; its projections are called as modules, so
-LoRA, frozen-path or quantized projections work unchanged) and is only put in place after
-:func:`gated_mlp_matches` confirmed on a random input that it computes what the MLP computes.
+``GatedMLP`` takes the place of such an MLP, holding the MLP's own projection modules under the
+same names (so parameter names, checkpoints and adapter files do not change, and LoRA,
+frozen-path or quantized projections work unchanged) and keeping the original MLP for
+``unwrap_gated_mlps``. It is only put in place after :func:`gated_mlp_matches` confirmed on a
+random input that it computes what the MLP computes.
 """
 
 from __future__ import annotations
@@ -47,11 +49,17 @@ def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
 
 
 def is_gated_silu_mlp(module: nn.Module) -> bool:
-    """The shape of a Llama-family MLP: gate/up/down projections and a SiLU ``act_fn``."""
+    """The shape of a Llama-family MLP: gate/up/down projections and a SiLU ``act_fn``, nothing
+    else (no parameters or buffers of its own, no other children, no hooks)."""
     act = getattr(module, "act_fn", None)
+    children = {name for name, _ in module.named_children()}
     return (
-        all(isinstance(getattr(module, p, None), nn.Module) for p in PROJECTIONS)
+        not isinstance(module, GatedMLP)
+        and all(isinstance(getattr(module, p, None), nn.Module) for p in PROJECTIONS)
+        and children <= {*PROJECTIONS, "act_fn"}
         and type(act).__name__ in SILU_NAMES
+        and not module._parameters
+        and not module._buffers
         and not module._forward_hooks
         and not module._forward_pre_hooks
     )
@@ -83,13 +91,32 @@ def gated_mlp_matches(mlp: nn.Module) -> bool:
 
 
 class GatedMLP(nn.Module):
-    """A Llama-family MLP (kept as ``base_layer``) whose silu-product saves two tensors, not three."""
+    """A Llama-family MLP whose silu-product saves two tensors, not three.
 
-    def __init__(self, base_layer: nn.Module) -> None:
+    It holds the MLP's own projection modules under the same names (``gate_proj``, ``up_proj``,
+    ``down_proj``, ``act_fn``), so every parameter keeps its name (checkpoints, adapter files);
+    the original MLP object is kept, unregistered, for ``original()``."""
+
+    def __init__(self, mlp: nn.Module) -> None:
         super().__init__()
-        if not is_gated_silu_mlp(base_layer):
-            raise TypeError(f"GatedMLP wraps a gated SiLU MLP, got {type(base_layer).__name__}")
-        self.base_layer = base_layer
+        if not is_gated_silu_mlp(mlp):
+            raise TypeError(f"GatedMLP wraps a gated SiLU MLP, got {type(mlp).__name__}")
+        for name in (*PROJECTIONS, "act_fn"):
+            setattr(self, name, getattr(mlp, name))
+        self.__dict__["_mlp"] = mlp  # not a child: its parameters are already ours
+        self.train(mlp.training)
+
+    def original(self) -> nn.Module:
+        """The wrapped MLP, holding this wrapper's current projections (e.g. a LoRA layer
+        injected after wrapping)."""
+        mlp = self.__dict__["_mlp"]
+        for name in (*PROJECTIONS, "act_fn"):
+            setattr(mlp, name, getattr(self, name))
+        mlp.train(self.training)
+        return mlp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return gated_forward(self.base_layer, x)
+        return gated_forward(self, x)
+
+    def extra_repr(self) -> str:
+        return f"wraps {type(self.__dict__['_mlp']).__name__}: silu(gate) recomputed in backward"
