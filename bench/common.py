@@ -138,6 +138,7 @@ def build(
             if isinstance(m, LoraLinear):
                 m.fast_path = kind != "lorakit-plain"
         if kind == "lorakit-gc":
+            # As `lorakit train` with train.gradient_checkpointing (training/setup.py).
             net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             net.enable_input_require_grads()
         if kind in ("lorakit-plain", "lorakit-fusedonly"):

@@ -62,35 +62,47 @@ def accuracy_plot(data: dict, out: Path) -> None:
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = """## How lorakit is fast, and where the win lies
 
-Two things, measured apart:
+The `peft`, `full` and `floor` rows are plain PyTorch + transformers (+ PEFT): no lorakit wrapper,
+torch's GEMM (MKL), transformers' own loss over the full logits. The `lorakit` rows are a step as
+`lorakit train` runs it by default; each `lorakit-*` row changes one thing, which attributes the
+gain:
 
-1. **The fused formulation** (`src/lorakit/layers/fast_linear.py`): `base(x) + scaling *
-   B(A(dropout(x)))` of a `LoraLinear` with one active unmerged adapter is one autograd node. The
-   update is accumulated into the base output in place (`addmm_`), the backward computes `g B`
-   once for the gradients of A and of the input and adds the update's input gradient into the
-   base's, it saves only `x` and the skinny `x A^T`, never computes the frozen weight's gradient,
-   and skips gradients nobody needs. The `lorakit-torchgemm` rows run exactly this on torch's own
-   GEMM (MKL): that is what the formulation alone gains over PEFT.
-2. **The GEMM library** (`src/lorakit/layers/gemm.py`): the fused node computes its float32
-   CPU products with oneDNN's GEMM instead of MKL's (`MatmulBackend.AUTO`, the default). On this
-   machine (AMD EPYC, AVX-512) MKL's sgemm reaches ~200 GFLOP/s on these shapes and oneDNN's
-   ~440-460 (2 threads). Both are float32 GEMMs with float32 accumulation; they differ in
-   summation order only (tests/layers/test_gemm.py: values and gradients within 1e-5 of torch's,
-   errors vs a float64 reference about twice MKL's, both at float32 rounding level). The
-   `lorakit` rows use it.
+1. **Fused LoRA layers** (`src/lorakit/layers/fast_linear.py`): `base(x) + scaling *
+   B(A(dropout(x)))` of a `LoraLinear` is one autograd node. The update is accumulated into the
+   base output in place, the backward computes `g B` once for the gradients of A and of the input
+   and adds the update's input gradient into the base's, it saves only `x` and the skinny `x A^T`
+   (with dropout > 0: `x` and a bool mask), never computes the frozen weight's gradient, and skips
+   gradients nobody needs. `lorakit-plain` is the straightforward formula.
+2. **Frozen layers on the same path** (`layers/frozen.py`, `train.frozen_fast_path`): every frozen
+   `nn.Linear` without an adapter (k/o/MLP projections with q_proj+v_proj, the LM head) is a
+   `FrozenLinear`: output and input gradient through lorakit's GEMM, nothing saved but the
+   weight. `lorakit-nofrozen` leaves them to torch's `nn.Linear`.
+3. **Chunked LM loss** (`layers/chunked_loss.py`, `training/causal_loss.py`,
+   `train.chunked_lm_loss`): hidden states -> LM head -> cross-entropy 341 tokens (64 MiB of
+   logits) at a time, the rows' input gradient computed in the same pass; the (tokens x 49,152)
+   logits, their log-softmax and their gradient never exist. `lorakit-nochunk` uses
+   transformers' loss.
+4. **Lean activations** (`layers/gated_mlp.py`, `train.lean_activations`): SmolLM2's gated MLPs
+   keep `gate` and `up` and recompute `silu(gate)` in backward (bit-identical);
+   `lorakit-nolean` keeps all three. Dropout with p = 0 keeps no mask anywhere (LoRA's is an
+   identity, torch's CPU dropout returns its input), in every row.
+5. **The GEMM library** (`layers/gemm.py`, `train.matmul_backend`): every product of 1-4 runs on
+   oneDNN's float32 GEMM or torch's (MKL), chosen per shape by measuring both once at first use
+   (`MatmulBackend.AUTO`; oneDNN only when >= 10% faster in process CPU time, so a CPU where the
+   two are equal keeps MKL). On this machine (AMD EPYC, AVX-512) oneDNN wins most shapes, MKL
+   the LM head's input gradient. Same float32 arithmetic, different summation order (tests:
+   values and gradients within 1e-5). `lorakit-torchgemm` runs 1-4 on torch's GEMM only.
+6. `lorakit-gc` adds gradient checkpointing (transformers' `gradient_checkpointing_enable`,
+   non-reentrant): what it costs in time and saves in memory with LoRA.
 
-Only the adapted layers run through lorakit, so the GEMM gain scales with how much of the model
-is adapted: all-linear moves nearly every product to oneDNN, query+value a sixth of a MiniLM
-block's linear FLOPs, and on SmolLM2 q_proj+v_proj about a tenth of the step's FLOPs (the
-49,152-wide LM head and the unadapted k/o/MLP products stay on torch's GEMM). The `floor` row
-(no adapter at all: forward plus every layer's input gradient, all on torch's GEMM) is what any
-implementation that leaves the frozen layers to torch cannot beat; lorakit goes below it only
-through the layers it owns. Nothing is cached between calls or steps; values and gradients
-equal the textbook formula (tests/layers/test_fast_linear.py runs every case on both backends).
+`floor` is the same model with no adapter where only the first norm trains: forward plus every
+layer's input gradient, on torch's GEMM with the plain loss; `floor-lorakit` is that floor on
+lorakit's paths 2-5, the least any LoRA step on this code could cost. `lorakit/floor-lorakit` is
+what the adapters themselves still cost.
 
 `CPU` columns are process CPU seconds per step (all threads), less sensitive to other jobs than
-wall time. Adapter dropout > 0 takes the same fused node with a separate dropout mask (one extra
-full-size copy of the input and a separate input gradient); its table gives the cost.
+wall time. Memory: the growth of peak RSS over the resting process during three steps, one
+fresh process per variant.
 """
 TARGETS_LINE = "| target | wall ratio | CPU ratio | limit | met (wall) | met (CPU) |"
 

@@ -36,6 +36,7 @@ KINDS = {
         "lorakit-torchgemm",
         "lorakit-nochunk",
         "lorakit-nofrozen",
+        "lorakit-nolean",
         "lorakit-gc",
         "peft",
     ],

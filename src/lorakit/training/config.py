@@ -190,7 +190,9 @@ class TrainSection(Section):
     """GEMM library of lorakit's fast paths (fused LoRA layers, frozen layers, chunked LM loss) on
     CPU, in force for this run only: auto (per product shape, oneDNN or torch's MKL, whichever
     measured faster at first use; oneDNN is 2.2-2.4x MKL's speed on the benchmark machine), torch
-    (torch's own, bit-identical to the base layers), onednn (always oneDNN)."""
+    (torch's own, bit-identical to the base layers), onednn (always oneDNN). auto's choice is
+    measured in each process: for a resumed run bit-identical to an uninterrupted one on a real
+    model, pick torch or onednn."""
     frozen_fast_path: bool = True
     """Compute the frozen nn.Linear layers that carry no adapter (e.g. k/o/MLP projections, the LM
     head) on lorakit's GEMM path (see matmul_backend): no weight gradient, wrapped as
