@@ -232,6 +232,22 @@ def _layer_costs() -> list[str]:
     ]
 
 
+def _serving() -> list[str]:
+    """Issue 13: mixed-adapter serving (bench/serve_generate.py) and the notes on its targets."""
+    out = []
+    for name in (
+        "serve_notes.md",
+        "serve_generate.md",
+        "serve_latency.md",
+        "serve_classify.md",
+        "serve_http.md",
+    ):
+        path = common.RESULTS / name
+        if path.exists():
+            out += [path.read_text(), ""]
+    return ["## Serving many adapters (`lorakit serve`, `bench/serve_generate.py`)", "", *out] if out else []
+
+
 def _profiles() -> list[str]:
     files = sorted(common.RESULTS.glob("profile_*.md"))
     if not files:
@@ -280,6 +296,7 @@ def main() -> None:
         "![accuracy vs trainable parameters](bench/results/accuracy_vs_params.png)" if quality else "",
         "",
         *_layer_costs(),
+        *_serving(),
         *_profiles(),
     ]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))

@@ -209,3 +209,62 @@ def write_run(root: Path, task: str, model_dir: Path, n_train: int = 64, **train
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def make_gguf(path: Path) -> Path:
+    """A tiny llama GGUF file (Q8_0 weight matrices, byte-level BPE tokenizer) written with gguf."""
+    import gguf
+    import numpy as np
+
+    vocab, hidden, ffn, layers, heads, kv_heads = 64, 32, 64, 2, 4, 2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_context_length(64)
+    w.add_embedding_length(hidden)
+    w.add_block_count(layers)
+    w.add_feed_forward_length(ffn)
+    w.add_rope_dimension_count(hidden // heads)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+    letters = [chr(ord("a") + i) for i in range(26)]
+    tokens = ["<unk>", "<s>", "</s>", "Ġ", *letters, *("Ġ" + c for c in letters)]
+    tokens += [f"t{i}" for i in range(vocab - len(tokens))]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types([1] * vocab)
+    w.add_token_merges([f"Ġ {c}" for c in letters])
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    rng = np.random.default_rng(0)
+
+    def matrix(name: str, rows: int, cols: int) -> None:
+        data = (rng.standard_normal((rows, cols)) * 0.05).astype(np.float32)
+        q8 = gguf.GGMLQuantizationType.Q8_0
+        w.add_tensor(name, gguf.quants.quantize(data, q8), raw_dtype=q8)
+
+    matrix("token_embd.weight", vocab, hidden)
+    kv = hidden // heads * kv_heads
+    for i in range(layers):
+        for name, rows, cols in (
+            ("attn_q", hidden, hidden),
+            ("attn_k", kv, hidden),
+            ("attn_v", kv, hidden),
+            ("attn_output", hidden, hidden),
+            ("ffn_gate", ffn, hidden),
+            ("ffn_up", ffn, hidden),
+            ("ffn_down", hidden, ffn),
+        ):
+            matrix(f"blk.{i}.{name}.weight", rows, cols)
+        w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(hidden, np.float32))
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(hidden, np.float32))
+    w.add_tensor("output_norm.weight", np.ones(hidden, np.float32))
+    matrix("output.weight", vocab, hidden)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

@@ -5,8 +5,10 @@ from lorakit.arithmetic import CombineMethod, CombineReport, add_weighted_adapte
 from lorakit.config import LoraConfig
 from lorakit.errors import AdapterFileError, ConfigError, LorakitError, MergeError, TargetError
 from lorakit.fast_modules import unwrap_frozen_layers, unwrap_gated_mlps, wrap_frozen_layers, wrap_gated_mlps
+from lorakit.inference import Completion, ContinuousBatcher, GenerationRequest, SamplingParams, generate
 from lorakit.layers.gemm import MatmulBackend, get_matmul_backend, matmul_backend, set_matmul_backend
 from lorakit.merging import merge, merge_and_unload, unload, unmerge
+from lorakit.mixed import MixedBatch, mixed_adapters
 from lorakit.model import add_adapter, delete_adapter, disable_adapters, inject, set_adapter
 from lorakit.quant import QuantConfig, QuantMethod
 from lorakit.quant.merge import QuantMergeReport, merge_and_unload_quantized
@@ -20,21 +22,27 @@ __all__ = [
     "AdapterFileError",
     "CombineMethod",
     "CombineReport",
+    "Completion",
     "ConfigError",
+    "ContinuousBatcher",
+    "GenerationRequest",
     "LoraConfig",
     "LorakitError",
     "MatmulBackend",
     "MergeError",
+    "MixedBatch",
     "QuantConfig",
     "QuantMergeReport",
     "QuantMethod",
     "QuantReport",
+    "SamplingParams",
     "TargetError",
     "add_adapter",
     "add_weighted_adapter",
     "delete_adapter",
     "disable_adapters",
     "find_targets",
+    "generate",
     "get_matmul_backend",
     "inject",
     "load_adapter",
@@ -42,6 +50,7 @@ __all__ = [
     "merge",
     "merge_and_unload",
     "merge_and_unload_quantized",
+    "mixed_adapters",
     "quantize_model",
     "save_adapter",
     "set_adapter",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import lorakit.patterns as bounded
 from lorakit.errors import ConfigError
 
 BiasMode = Literal["none", "all", "lora_only"]
@@ -85,6 +85,9 @@ class LoraConfig:
             )
             _check(ok, "layers", self.layers, "a list of block indices >= 0")
             self.layers = list(self.layers)
+        for field_name in ("rank_pattern", "alpha_pattern"):
+            for key in getattr(self, field_name):
+                _check_bounded(f"{field_name}[{key!r}]", key)
         for key, rank in dict(self.rank_pattern).items():
             _check(
                 isinstance(rank, int) and not isinstance(rank, bool) and rank >= 1,
@@ -132,10 +135,10 @@ def match_pattern_key(patterns: dict[str, Any], module_name: str) -> str | None:
         if key == module_name or module_name.endswith("." + key):
             return key
         try:
-            if re.fullmatch(rf"(.*\.)?(?:{key})", module_name):
+            if bounded.fullmatch(rf"(.*\.)?(?:{key})", module_name):
                 return key
-        except re.error:
-            continue
+        except bounded.PatternSyntaxError:
+            continue  # not a regex: a plain name, handled above
     return None
 
 
@@ -143,9 +146,9 @@ def _names_or_regex(name: str, value: Any) -> list[str] | str:
     if isinstance(value, str):
         if value != ALL_LINEAR:
             try:
-                re.compile(value)
-            except re.error as e:
-                raise ConfigError(f"{name}: {value!r} is not a valid regular expression ({e})") from e
+                bounded.compile_pattern(value)
+            except bounded.PatternError as e:
+                raise ConfigError(f"{name}: {e}") from e
         return value
     ok = (
         isinstance(value, (list, tuple, set))
@@ -154,6 +157,14 @@ def _names_or_regex(name: str, value: Any) -> list[str] | str:
     )
     _check(ok, name, value, 'a non-empty list of module names, a regex string, or "all-linear"')
     return sorted(value) if isinstance(value, set) else list(value)
+
+
+def _check_bounded(name: str, key: Any) -> None:
+    if isinstance(key, str):
+        try:
+            bounded.check_bounded(key)
+        except bounded.PatternError as e:
+            raise ConfigError(f"{name}: {e}") from e
 
 
 def _is_number(x: Any) -> bool:

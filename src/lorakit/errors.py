@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 
 class LorakitError(ValueError):
     """Base class for errors caused by user input: configs, targets, adapter files, paths."""
@@ -41,3 +43,32 @@ class TrainingDiverged(LorakitError):
 
 class CheckpointError(LorakitError):
     """A checkpoint could not be written (disk full, ...); the previous one is left as it was."""
+
+
+class MissingExtra(LorakitError):
+    """A feature needs an optional package that is not installed (``pip install "lorakit[extra]"``)."""
+
+
+class RunExistsError(LorakitError):
+    """The output folder holds a run that a new run would overwrite."""
+
+
+class InterruptReport(Protocol):
+    command: str
+
+    def describe(self) -> str: ...
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGINT) stopped ``lorakit train``; says what was kept and how to finish.
+
+    A ``KeyboardInterrupt``, so library callers see an interrupt as before; the CLI prints
+    ``str(e)`` and exits 130. ``report.command`` is the command line shown in the advice.
+    """
+
+    def __init__(self, report: InterruptReport) -> None:
+        super().__init__()
+        self.report = report
+
+    def __str__(self) -> str:
+        return self.report.describe()

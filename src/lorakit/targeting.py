@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+import lorakit.patterns as bounded
 from lorakit.config import ALL_LINEAR, LoraConfig
 from lorakit.errors import TargetError
 from lorakit.layers import LORA_TYPES, ModulesToSave, is_linear_like, is_supported
@@ -35,7 +36,7 @@ class Target:
 
 def _matches(spec: list[str] | str, name: str) -> bool:
     if isinstance(spec, str):
-        return re.fullmatch(spec, name) is not None
+        return bounded.fullmatch(spec, name)
     return any(name == s or name.endswith("." + s) for s in spec)
 
 
@@ -50,6 +51,8 @@ def _base_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
             out.append((name, module.base_layer))
             skip.append(name + ".")
         elif isinstance(module, ModulesToSave):
+            # it stands for the module it copies, so a further adapter can save that module too
+            out.append((name, module.original_module))
             skip.append(name + ".")
         elif name:
             out.append((name, module))

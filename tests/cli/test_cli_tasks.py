@@ -37,7 +37,11 @@ def test_task_end_to_end(
 ) -> None:
     train_kw, metric = CASES[task]
     cfg = write_run(tmp_path, task, tiny_dirs[MODEL_FOR[task]], eval_every=10, save_every=None, **train_kw)
-    extra = ["eval.generate_samples=4", "eval.max_new_tokens=6"] if task != "token_classification" else []
+    extra = {
+        "token_classification": [],
+        "causal_lm": ["eval.metrics=[bleu,chrf,rouge_l,exact_match]", "eval.max_eval_samples=4"],
+        "seq2seq": ["eval.max_eval_samples=4"],  # bleu and chrf by default
+    }[task] + ["eval.max_new_tokens=6"]
     assert main(["train", str(cfg), *extra]) == 0
     run = tmp_path / "run"
     summary = json.loads((run / "summary.json").read_text())
@@ -46,10 +50,15 @@ def test_task_end_to_end(
     assert evals[-1]["loss"] < evals[0]["loss"] or task == "token_classification"
     if task == "token_classification":
         assert {"precision", "recall", "f1"} <= set(evals[-1]) and summary["best_metric"] > 0.5
+    if task == "token_classification":
+        assert set(evals[-1]["per_type"]) <= {"PER", "LOC", "ORG", "MISC"} and evals[-1]["per_type"]
     if task == "seq2seq":
-        assert "bleu" in evals[-1]
+        assert {"bleu", "chrf"} <= set(evals[-1]) and "rouge_l" not in evals[-1]
+        assert evals[-1]["bleu_signature"].startswith("nrefs:") and evals[-1]["prompts"] <= 4
     if task == "causal_lm":
-        assert "exact_match" in evals[-1] and evals[-1]["perplexity"] > 1
+        assert {"bleu", "chrf", "rouge_l", "exact_match"} <= set(evals[-1]) and evals[-1]["perplexity"] > 1
+    # summary.json carries the final evaluation's full metric set
+    assert summary["final_metrics"] == {k: v for k, v in evals[-1].items() if k != "split"}
     capsys.readouterr()
 
     assert main(["eval", str(cfg), *extra]) == 0

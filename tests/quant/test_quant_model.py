@@ -7,7 +7,14 @@ import torch
 from torch import nn
 
 import lorakit
-from conftest import MODELS, logits, randomize_lora, tiny_llama
+from conftest import (
+    MODELS,
+    all_tensors,
+    logits,
+    module_classes,
+    randomize_lora,
+    tiny_llama,
+)
 from lorakit.errors import LorakitError, MergeError
 from lorakit.quant import QuantConfig, QuantLinear
 
@@ -122,6 +129,30 @@ def test_merge_into_float_matches_unmerged_and_requantize_reports_error() -> Non
     assert 0.01 < report.max_relative_error < 0.2  # NF4 on Gaussian-like weights: ~10%
     gap = (logits(requant, inputs) - unmerged).abs().max()
     assert 0 < gap < 0.2
+
+
+@pytest.mark.parametrize(
+    ("skip", "poisoned"),
+    [
+        ([], "model.layers.1.self_attn.v_proj"),  # quantized base: found after layer 0 would be replaced
+        (["v_proj"], "model.layers.1.self_attn.v_proj"),  # float base, merged by merge_and_unload
+    ],
+)
+@pytest.mark.parametrize("requantize", [False, True])
+def test_merge_quantized_refuses_a_non_finite_delta_and_changes_nothing(
+    skip: list[str], poisoned: str, requantize: bool
+) -> None:
+    model = tiny_llama()
+    lorakit.quantize_model(model, QuantConfig(method="nf4", skip=skip))
+    lorakit.inject(model, lorakit.LoraConfig(r=4, targets=TARGETS))
+    randomize_lora(model)
+    with torch.no_grad():
+        model.get_submodule(poisoned).lora_B["default"].weight[0, 0] = float("nan")
+    before, classes = all_tensors(model), module_classes(model)
+    with pytest.raises(MergeError, match=rf"into {poisoned}: its delta has 32 non-finite values"):
+        lorakit.merge_and_unload_quantized(model, requantize=requantize)
+    assert module_classes(model) == classes
+    torch.testing.assert_close(all_tensors(model), before, rtol=0, atol=0, equal_nan=True)
 
 
 def test_adapter_trained_on_nf4_loads_onto_the_float_base(tmp_path) -> None:

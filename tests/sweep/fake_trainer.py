@@ -2,13 +2,15 @@
 
 Called as ``python fake_trainer.py CONFIG key=value ... output_dir=DIR``. The validation accuracy
 curve depends on lora.r; train.lr >= 1 diverges (summary status failed), train.lr == 0.5 crashes
-without a summary; fake.step_s slows each step down so the sweep can watch and prune.
+without a summary; fake.step_s (or the FAKE_STEP_S environment variable) slows each step down
+so the sweep can watch and prune. The process id goes to OUT/pid.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,10 +22,11 @@ def main(argv: list[str]) -> int:
     overrides = dict(a.split("=", 1) for a in argv[2:])
     out = Path(overrides["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
+    (out / "pid").write_text(str(os.getpid()))
     r = int(overrides.get("lora.r", 8))
     lr = float(yaml.safe_load(overrides.get("train.lr", "0.001")))
     steps = int(overrides.get("train.max_steps", 20))
-    step_s = float(overrides.get("fake.step_s", 0.0))
+    step_s = float(overrides.get("fake.step_s", os.environ.get("FAKE_STEP_S", "0")))
     eval_every = 5
     quality = min(r, 8) / 8
     (out / "config.yaml").write_text(yaml.safe_dump({"lora": {"r": r}, "train": {"lr": lr}}))

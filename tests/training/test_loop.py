@@ -114,9 +114,9 @@ def test_matmul_backend_applies_during_the_run_only(
     seen = []
     real = loop._train
 
-    def spy(config):
+    def spy(config, *rest):
         seen.append(lorakit.get_matmul_backend())
-        return real(config)
+        return real(config, *rest)
 
     monkeypatch.setattr(loop, "_train", spy)
     cfg = write_run(tmp_path, "classification", tiny_dirs["bert"], max_steps=2, eval_every=None)

@@ -29,3 +29,17 @@ def test_main_metric_alone_when_it_is_not_loss(tmp_path: Path) -> None:
     _write_metrics(tmp_path)
     written = write_plots(tmp_path, "accuracy")
     assert sorted(p.name for p in written) == ["accuracy.png", "loss.png"]
+
+
+def test_plotting_leaves_the_matplotlib_backend_and_pyplot_alone(tmp_path: Path) -> None:
+    import sys
+
+    import matplotlib
+
+    _write_metrics(tmp_path)
+    backend = dict.__getitem__(matplotlib.rcParams, "backend")  # unresolved: no auto-selection
+    had_pyplot = "matplotlib.pyplot" in sys.modules
+    written = write_plots(tmp_path, "accuracy")
+    assert dict.__getitem__(matplotlib.rcParams, "backend") == backend
+    assert ("matplotlib.pyplot" in sys.modules) == had_pyplot
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)

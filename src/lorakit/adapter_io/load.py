@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+import lorakit.patterns as bounded
 from lorakit.adapter_io.integrity import (
     FINGERPRINT_KEY,
     SCALING_KEY,
@@ -78,7 +79,10 @@ def _load(
     tensors, metadata = read_safetensors(folder / WEIGHTS_NAME)
     if has_adapters(model) and adapter_name in adapter_state(model).configs:
         raise LorakitError(f"adapter {adapter_name!r} already exists on this model")
-    resolved = _resolve_against_model(model, cfg, peft_match, tensors, folder)
+    try:
+        resolved = _resolve_against_model(model, cfg, peft_match, tensors, folder)
+    except bounded.PatternError as e:  # a module-name pattern of the file is too slow to match
+        raise AdapterFileError(f"{folder / CONFIG_NAME}: {e}") from None
     _check_ranks(resolved, tensors, folder)
     _check_scaling(resolved, metadata, folder)
     _check_fingerprint(model, resolved.targets, metadata, folder, allow_base_mismatch)
@@ -194,7 +198,7 @@ def _peft_targets(
 
 def _suffix_or_regex(spec: list[str] | str, name: str) -> bool:
     if isinstance(spec, str):
-        return re.fullmatch(spec, name) is not None
+        return bounded.fullmatch(spec, name)
     return name in spec or any(name.endswith("." + s) for s in spec)
 
 
@@ -203,7 +207,7 @@ def _peft_layer_index(name: str, layers_pattern: str | list[str] | None) -> int 
         m = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", name)
         return int(m.group("idx")) if m else None
     for pattern in [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern:
-        m = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", name)
+        m = bounded.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", name)
         if m:
             return int(m.group("idx"))
     return None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from pathlib import Path
 from typing import Any
 
+import lorakit.patterns as bounded
 from lorakit.config import LoraConfig
 from lorakit.errors import AdapterFileError, ConfigError
 
@@ -215,6 +215,6 @@ def _check_field_types(raw: dict[str, Any], source: Path) -> None:
     patterns = raw.get("layers_pattern")
     for pattern in [patterns] if isinstance(patterns, str) else patterns or []:
         try:
-            re.compile(pattern)
-        except re.error as e:
-            raise AdapterFileError(f"{source}: layers_pattern {pattern!r} is not a valid regex ({e})") from e
+            bounded.compile_pattern(pattern)
+        except bounded.PatternError as e:
+            raise AdapterFileError(f"{source}: layers_pattern: {e}") from e

@@ -27,6 +27,7 @@ def add_config_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     p.add_argument(
         "overrides",
         nargs="*",
+        type=utf8_text,
         metavar="key.sub=value",
         help="override config keys, e.g. train.lr=1e-4 lora.r=4 data.max_length=64",
     )
@@ -50,12 +51,49 @@ def adapter_dir(args: argparse.Namespace, config: RunConfig | None) -> Path:
     return path
 
 
+def utf8_text(value: str) -> str:
+    """argparse ``type=`` for text options: refuse what is not UTF-8 (exit 2, option named).
+
+    Python hands bytes that are not UTF-8 to the program as lone surrogates, which tokenizers
+    reject with a TypeError; the user gets told which byte instead."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        code = ord(value[e.start])
+        byte = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"character U+{code:04X}"
+        raise argparse.ArgumentTypeError(
+            f"not UTF-8 text ({byte} at position {e.start + 1}); re-encode it as UTF-8"
+        ) from None
+    return value
+
+
+def decode_utf8(raw: bytes, where: str) -> str:
+    """``raw`` as text (a UTF-8 byte-order mark is dropped), or a DataError naming line and byte."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{where}, line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); re-encode it as UTF-8, "
+            "e.g. iconv -f latin1 -t utf-8"
+        ) from None
+
+
+def read_stdin_text() -> str:
+    """All of stdin as UTF-8 text; other encodings are refused with the line named."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is not None:
+        return decode_utf8(buffer.read(), "stdin")
+    text = sys.stdin.read()  # a text stream without bytes underneath (tests, embedding programs)
+    return decode_utf8(text.encode("utf-8", "surrogateescape"), "stdin")
+
+
 def read_input(spec: str, text_field: str) -> list[Record]:
     """Records from a data file, or from stdin ('-'): JSON objects or plain text, one per line."""
     if spec != "-":
         return read_records(spec)
     out: list[Record] = []
-    for lineno, line in enumerate(sys.stdin.read().splitlines(), start=1):
+    for lineno, line in enumerate(read_stdin_text().splitlines(), start=1):
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):

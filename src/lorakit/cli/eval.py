@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from lorakit.cli.common import adapter_dir, add_config_args, config_from_args, print_json
-from lorakit.training.reporting import format_table
+from lorakit.metrics import format_metrics
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         label = str(folder)
     features = task.encode(records, source)
     metrics = task.evaluate(model, records, features)
-    print(format_table(f"eval {args.split} ({label}, {len(records)} examples)", metrics), file=sys.stderr)
+    title = f"eval {args.split} ({label}, {len(records)} examples)"
+    print(format_metrics(title, metrics), file=sys.stderr)
     print_json({"split": args.split, "examples": len(records), **metrics})
     return 0

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from lorakit.cli.common import adapter_dir, add_config_args, config_from_args
+from lorakit.cli.common import adapter_dir, add_config_args, config_from_args, read_stdin_text, utf8_text
 from lorakit.errors import ConfigError
 
 
@@ -22,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--prompt",
         action="append",
         required=True,
+        type=utf8_text,
         metavar="TEXT",
         help="prompt text (repeatable; - reads stdin lines)",
     )
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         config.eval.max_new_tokens = args.max_new_tokens
     prompts: list[str] = []
     for p in args.prompt:
-        prompts += [line for line in sys.stdin.read().splitlines() if line.strip()] if p == "-" else [p]
+        prompts += [line for line in read_stdin_text().splitlines() if line.strip()] if p == "-" else [p]
     field = config.data.prompt_field if config.task == "causal_lm" else config.data.source_field
     for prompt, pred in zip(prompts, task.predict(model, [{field: p} for p in prompts]), strict=True):
         print(f"### prompt\n{prompt}\n### output\n{pred['generated']}\n")

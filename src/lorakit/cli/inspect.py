@@ -41,7 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-labels", type=int, default=2, help="head size for classification tasks")
     p.add_argument("--batch-size", type=int, default=16, help="for the memory estimate")
     p.add_argument("--max-length", type=int, default=128, help="sequence length for the memory estimate")
-    p.add_argument("--depth", type=int, default=5, help="deepest tree level shown (default 5)")
+    p.add_argument(
+        "--depth",
+        type=int,
+        default=5,
+        help="deepest tree level shown (default 5); branches holding LoRA targets are always opened",
+    )
     p.set_defaults(func=run)
 
 
@@ -77,7 +82,8 @@ def module_tree(model: nn.Module, hits: set[str], depth: int) -> list[str]:
             params = sum(p.numel() for p in child.parameters())
             mark = "   <-- LoRA target" if full in hits else ""
             lines.append(f"{'  ' * level}{child_name} ({type(child).__name__}, {params:,} params){mark}")
-            if level + 1 < depth:
+            # Below --depth only the branches that lead to a target are opened, so every hit shows.
+            if level + 1 < depth or any(h.startswith(f"{full}.") for h in hits):
                 visit(child, full, level + 1)
 
     visit(model, "", 0)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorakit.cli.common import check_new_folder, staged_folder
+from lorakit.cli.common import check_new_folder, staged_folder, utf8_text
 from lorakit.errors import LorakitError, MergeError
 from lorakit.models import quiet_transformers
 from lorakit.tasks.common import accepted_inputs
@@ -40,7 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--dtype", choices=sorted(DTYPES), default="float32", help="weight dtype of the merged model"
     )
     p.add_argument(
-        "--sample-text", action="append", metavar="TEXT", help="text for the logit comparison (repeatable)"
+        "--sample-text",
+        action="append",
+        type=utf8_text,
+        metavar="TEXT",
+        help="text for the logit comparison (repeatable)",
     )
     p.add_argument("--force", action="store_true", help="write even when the logit check fails")
     p.add_argument(

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from lorakit.cli.common import add_config_args
+from lorakit.extras import check
 from lorakit.sweep.space import SEARCH_KINDS
 
 DESCRIPTION = """\
@@ -63,10 +64,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="finished trials before pruning starts (default 4)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random / tpe sampler (default 0)")
+    p.add_argument(
+        "--storage",
+        metavar="WHERE",
+        help="keep the sweep in shared Optuna storage, so the same command started on several "
+        "machines runs disjoint trials of one sweep: a path ending in .journal (a file every "
+        "machine sees) or a database URL (sqlite:///sweep.db, postgresql://user@host/db)",
+    )
+    p.add_argument(
+        "--study", metavar="NAME", help="study name in --storage (default: the name of the --out folder)"
+    )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="run nothing: print the table and write the report files of the sweep as it stands",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check("optuna", "lorakit sweep")
     from lorakit.sweep.command import run_from_args
 
     return run_from_args(args)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import get_args
 
 from lorakit.cli.common import add_config_args
 from lorakit.distributed import exec_torchrun, launched_by_torchrun
-from lorakit.errors import ConfigError
+from lorakit.errors import ConfigError, TrainingInterrupted
 from lorakit.training.config_io import load_config
 
 
@@ -17,12 +18,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=config_reference(),
         help="fine-tune a LoRA adapter from a YAML config",
-        description="Train an adapter. Writes <output_dir>/adapter/, checkpoints/, metrics.jsonl, "
-        "summary.json, config.yaml (resolved), tensorboard/ and plots/.",
+        description="Train an adapter. Writes <output_dir>/adapter/, best_adapter/, checkpoints/, "
+        "metrics.jsonl, summary.json, config.yaml (resolved), tensorboard/ and plots/. A folder that "
+        "already holds a run is refused unless --resume (continue it) or --overwrite (replace it). "
+        "Relative paths in CONFIG (data files, a model folder) are read relative to the config file's "
+        "folder; output_dir and paths given as key=value overrides are relative to the current "
+        "directory. Overrides may come anywhere on the line.",
     )
     add_config_args(p)
     p.add_argument(
         "--resume", action="store_true", help="continue from the newest complete checkpoint in output_dir"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="output_dir holds an earlier run: delete its outputs (adapter/, best_adapter/, checkpoints/, "
+        "merged/, metrics, plots, TensorBoard events) and train from scratch. Without it (or --resume) "
+        "a folder holding a run is refused",
     )
     p.add_argument("--output-dir", metavar="DIR", help="shortcut for output_dir=DIR")
     p.add_argument(
@@ -70,6 +82,8 @@ def torchrun_args(args: argparse.Namespace) -> list[str]:
     out = ["train", args.config, *args.overrides]
     if args.resume:
         out.append("--resume")
+    if args.overwrite:
+        out.append("--overwrite")
     if args.output_dir:
         out += ["--output-dir", args.output_dir]
     return out
@@ -87,5 +101,13 @@ def run(args: argparse.Namespace) -> int:
         exec_torchrun(args.nproc, torchrun_args(args))  # the config is valid: start the workers
     from lorakit.training.loop import train
 
-    train(config)
+    try:
+        train(config, overwrite=args.overwrite)
+    except TrainingInterrupted as e:
+        e.report.command = shlex.join(["lorakit", *_without_run_mode(torchrun_args(args))])
+        raise
     return 0
+
+
+def _without_run_mode(argv: list[str]) -> list[str]:
+    return [a for a in argv if a not in ("--resume", "--overwrite")]

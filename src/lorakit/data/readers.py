@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lorakit.errors import DataError
+from lorakit.errors import DataError, MissingExtra
+from lorakit.extras import missing_message
 
 Record = dict[str, Any]
 FORMATS = ".jsonl .json .csv .tsv .parquet .conll (CoNLL), or a saved Hugging Face datasets folder"
@@ -32,8 +33,9 @@ def read_records(path: str | Path) -> list[Record]:
 
 
 def _read_text(p: Path) -> str:
+    """The file as UTF-8 text; a byte-order mark (Excel's "CSV UTF-8") is dropped."""
     try:
-        return p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from e
 
@@ -121,7 +123,7 @@ def _pyarrow() -> Any:
         import pyarrow.ipc
         import pyarrow.parquet
     except ImportError:
-        raise DataError("reading parquet / HF datasets folders needs pyarrow: pip install pyarrow") from None
+        raise MissingExtra(missing_message("pyarrow")) from None
     return pyarrow
 
 
@@ -169,9 +171,11 @@ _READERS: dict[str, Callable[[Path], list[Record]]] = {
 
 def require_field(record: Record, field: str, source: str, index: int) -> Any:
     """``record[field]`` or a DataError naming the file, the record and the fields it has."""
-    if field not in record or record[field] is None:
+    if field not in record:
         raise DataError(
             f"{source}, record {index + 1}: missing field {field!r} (fields present: {sorted(record)}); "
             "set the matching data.*_field key in the config"
         )
+    if record[field] is None:
+        raise DataError(f"{source}, record {index + 1}: field {field!r} is null (no value)")
     return record[field]

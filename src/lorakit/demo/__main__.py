@@ -4,6 +4,8 @@ dataset, evaluate before and after, and show the improvement (a few minutes on 2
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -69,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     validate_config(cfg)
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     print(
-        f"lorakit demo: LoRA on minilm-l6, 4-topic classification ({data}), config {cfg_path}\n", flush=True
+        f"lorakit demo: LoRA on minilm-l6, 4-topic classification ({data}), config {cfg_path}; "
+        f"an earlier demo run in {out} is replaced\n",
+        flush=True,
     )
     t0 = time.perf_counter()
-    code = cli_main(["train", str(cfg_path)])
+    code = cli_main(["train", str(cfg_path), "--overwrite"])
     if code != 0:
         return code
     evals = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "eval"]
@@ -90,10 +94,22 @@ def main(argv: list[str] | None = None) -> int:
     code = cli_main(["predict", str(cfg_path), "--input", "-"])
     print(
         f"\nadapter: {out / 'adapter'}  plots: {out / 'plots'}\n"
-        f"try: lorakit merge --adapter {out / 'adapter'} "
+        f"try: {lorakit_command()} merge --adapter {out / 'adapter'} "
         f"--out {out / 'merged'}"
     )
     return code
+
+
+def lorakit_command() -> str:
+    """How to call lorakit from the user's shell: ``lorakit`` when it is on PATH, otherwise the
+    script next to this Python (e.g. ``.venv/bin/lorakit`` when the venv is not activated)."""
+    script = Path(sys.executable).parent / "lorakit"
+    found = shutil.which("lorakit")
+    if found and Path(found).resolve() == script.resolve():
+        return "lorakit"
+    if script.is_file():
+        return os.path.relpath(script) if not os.path.relpath(script).startswith("..") else str(script)
+    return f"{sys.executable} -m lorakit"
 
 
 if __name__ == "__main__":

@@ -232,10 +232,30 @@ def generate_numbers(n: int, seed: int) -> list[dict[str, str]]:
     return rows
 
 
+CHAT_QUESTIONS = [
+    "Which topic is this sentence about? {text}",
+    "Classify the topic (sports, technology, food or travel): {text}",
+    "{text}\nWhat is this about, in one word?",
+]
+
+
+def generate_chat(n: int, seed: int) -> list[dict[str, list[dict[str, str]]]]:
+    """Chat records (``messages``: a user question about a topic sentence, the assistant's answer)."""
+    rng = random.Random(seed)
+    rows = []
+    for row in generate(n, seed):
+        question = rng.choice(CHAT_QUESTIONS).format(text=row["text"])
+        answer = f"It is about {row['label']}."
+        rows.append(
+            {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+        )
+    return rows
+
+
 def write_examples(root: Path) -> None:
-    """examples/data/{topics,ner,numbers}: the small generated datasets the example configs use."""
+    """examples/data/{topics,ner,numbers,chat}: the small generated datasets the example configs use."""
     write_topics(root / "topics")
-    for name, gen in (("ner", generate_ner), ("numbers", generate_numbers)):
+    for name, gen in (("ner", generate_ner), ("numbers", generate_numbers), ("chat", generate_chat)):
         (root / name).mkdir(parents=True, exist_ok=True)
         for split, n, seed in (("train", 600, 0), ("validation", 150, 1)):
             rows = gen(n, seed)

@@ -8,6 +8,7 @@ from torch import nn
 from lorakit.layers.base import init_lora_a
 from lorakit.layers.dense import base_device, is_conv1d, linear_features
 from lorakit.layers.fast_linear import can_fuse, lora_linear
+from lorakit.layers.mixed import RowRouting, mixed_linear_forward
 from lorakit.layers.variants import drop_variants
 
 
@@ -33,6 +34,8 @@ class LoraLinear(nn.Module):
         self.residual_origin = nn.ModuleDict()
         self.fast_path = True
         """Compute base + one unmerged adapter as a single fused autograd node (same result)."""
+        self.row_routing: RowRouting | None = None
+        """Set by ``lorakit.mixed_adapters``: one adapter per row of the batch (layers/mixed.py)."""
 
     def add_adapter(self, name: str, r: int, alpha: float, scaling: float, dropout: float, init: str) -> None:
         factory = {"device": base_device(self.base_layer), "dtype": torch.float32}
@@ -61,6 +64,8 @@ class LoraLinear(nn.Module):
         return delta.T if self.fan_in_fan_out else delta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.row_routing is not None:
+            return mixed_linear_forward(self, self.row_routing, x)
         pending = [] if self.disabled else [n for n in self.active_adapters if n not in self.merged_adapters]
         # One plain (non-DoRA) adapter: one fused autograd node computes base + update.
         fusable = len(pending) == 1 and pending[0] not in self.lora_magnitude_vector

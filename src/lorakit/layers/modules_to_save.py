@@ -7,7 +7,9 @@ import copy
 import torch
 from torch import nn
 
-_OWN = frozenset({"original_module", "modules_to_save", "active_adapters", "disabled"})
+from lorakit.layers.mixed import RowRouting, mixed_saved_forward
+
+_OWN = frozenset({"original_module", "modules_to_save", "active_adapters", "disabled", "row_routing"})
 
 
 class ModulesToSave(nn.Module):
@@ -19,6 +21,8 @@ class ModulesToSave(nn.Module):
         self.modules_to_save = nn.ModuleDict()
         self.active_adapters: list[str] = []
         self.disabled = False
+        self.row_routing: RowRouting | None = None
+        """Set by ``lorakit.mixed_adapters``: each row through its own adapter's copy."""
 
     def add_adapter(self, name: str) -> None:
         clone = copy.deepcopy(self.original_module)
@@ -39,6 +43,8 @@ class ModulesToSave(nn.Module):
         return self.original_module
 
     def forward(self, *args: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        if self.row_routing is not None:
+            return mixed_saved_forward(self, self.row_routing.rows, args, kwargs)
         if self.disabled:
             return self.original_module(*args, **kwargs)
         return self.active_module()(*args, **kwargs)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from lorakit.errors import MergeError
+from lorakit.layers.base import check_finite_delta, check_mergeable
 from lorakit.layers.dense import original_weight_oi
 from lorakit.merging import merge_and_unload
 from lorakit.model import adapter_state, lora_layers, replace_module
@@ -31,12 +33,16 @@ def merge_and_unload_quantized(model: nn.Module, *, requantize: bool) -> tuple[n
     Each quantized base gets W = dequantize(Q) + delta in float32; with ``requantize=False`` it
     becomes an nn.Linear holding W, with ``requantize=True`` a QuantLinear of W (same method),
     and the report gives the relative error that re-quantization added. Other layers merge as
-    ``merge_and_unload`` does.
+    ``merge_and_unload`` does. As with ``merge``, every layer is checked first: a non-finite
+    delta (or a sum that overflows) raises MergeError and leaves the model untouched.
     """
     active = adapter_state(model).active
     report = QuantMergeReport(requantized=requantize)
+    layers = list(lora_layers(model))
     with torch.no_grad():
-        for name, layer in list(lora_layers(model)):
+        for name, layer in layers:  # one delta alive at a time, so memory stays flat
+            _check(name, layer, active)
+        for name, layer in layers:
             base = layer.base_layer
             if not is_quantized(base):
                 continue
@@ -47,6 +53,23 @@ def merge_and_unload_quantized(model: nn.Module, *, requantize: bool) -> tuple[n
             report.relative_error[name] = error
             replace_module(model, name, new)
     return merge_and_unload(model), report
+
+
+def _check(module_name: str, layer: nn.Module, active: str | None) -> None:
+    """Refuse what ``merge`` would refuse, before any module is replaced."""
+    if active is None or active not in layer.adapter_names() or active in layer.merged_adapters:
+        return
+    if not is_quantized(layer.base_layer):
+        check_mergeable(module_name, layer, [active])
+        return
+    delta = layer.delta_weight(active)
+    check_finite_delta(module_name, active, delta)
+    overflow = int((~torch.isfinite(original_weight_oi(layer) + delta)).sum())
+    if overflow:
+        raise MergeError(
+            f"refusing to merge {[active]} into {module_name}: {overflow} values overflow float32; "
+            "no weight was changed"
+        )
 
 
 def _rebuild(base: QuantLinear, merged: torch.Tensor, requantize: bool) -> tuple[nn.Module, float]:

@@ -1,20 +1,33 @@
-"""Hyperparameter sweeps over ``lorakit train``: search space, trial runner, resumable state, report."""
+"""Hyperparameter sweeps over ``lorakit train``: search space, trial runner, resumable state, report.
 
-from lorakit.sweep.runner import SweepOptions, run_sweep
-from lorakit.sweep.search import PrunerSettings
-from lorakit.sweep.space import Choice, GridSpecError, Range, SearchSpace, parse_grid, parse_space
-from lorakit.sweep.state import SweepState, TrialRecord
+The names below are imported on first use, so ``lorakit.sweep.space`` (the ``--grid`` syntax)
+is importable without optuna, the ``sweep`` extra that running a sweep needs.
+"""
 
-__all__ = [
-    "Choice",
-    "GridSpecError",
-    "PrunerSettings",
-    "Range",
-    "SearchSpace",
-    "SweepOptions",
-    "SweepState",
-    "TrialRecord",
-    "parse_grid",
-    "parse_space",
-    "run_sweep",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "SweepOptions": "options",
+    "run_sweep": "runner",
+    "PrunerSettings": "search",
+    "Choice": "space",
+    "GridSpecError": "space",
+    "Range": "space",
+    "SearchSpace": "space",
+    "parse_grid": "space",
+    "parse_space": "space",
+    "SweepState": "state",
+    "TrialRecord": "state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lorakit.sweep.{_EXPORTS[name]}"), name)
+
+
+__all__ = sorted(_EXPORTS)

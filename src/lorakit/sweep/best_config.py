@@ -11,7 +11,7 @@ from lorakit.adapter_io.integrity import atomic_write_text
 from lorakit.sweep.report import SweepReport
 from lorakit.sweep.space import format_value
 from lorakit.sweep.state import TrialRecord
-from lorakit.training.config_io import apply_override, parse_override, read_yaml, validate_config
+from lorakit.training.config_io import apply_override, parse_override, read_config_yaml, validate_config
 
 BEST_CONFIG = "best_config.yaml"
 
@@ -24,7 +24,7 @@ def best_config_text(
     The training schedule stays the user's own: trials may have run on a step budget, the
     chosen config is meant for the full run.
     """
-    data = read_yaml(base_config)
+    data, _ = read_config_yaml(base_config)  # paths made absolute: the file lands elsewhere
     for text in [*overrides, *(f"{k}={format_value(v)}" for k, v in best.params.items())]:
         apply_override(data, *parse_override(text))
     validate_config(data, source=f"best config of trial {best.number}")

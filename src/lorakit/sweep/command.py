@@ -12,13 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lorakit.errors import ConfigError
+from lorakit.extras import available, missing_message
 from lorakit.sweep.best_config import write_best_config
 from lorakit.sweep.metrics import Direction
-from lorakit.sweep.plots import write_plots
+from lorakit.sweep.options import SweepOptions
 from lorakit.sweep.report import build_report, format_table, write_report
-from lorakit.sweep.runner import SweepOptions, run_sweep
+from lorakit.sweep.runner import SweepRunner, open_ledger
 from lorakit.sweep.search import PrunerSettings
 from lorakit.sweep.space import Choice, GridSpecError, SearchSpace, format_value, parse_space
+from lorakit.sweep.state import SweepState
+from lorakit.sweep.storage import masked
 from lorakit.training.config import RunConfig
 from lorakit.training.config_io import load_config
 from lorakit.training.setup import metric_choice
@@ -36,6 +39,8 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
     direction: Direction = "maximize" if greater else "minimize"
     if args.parallel < 1:
         raise ConfigError(f"--parallel must be >= 1, got {args.parallel}")
+    if args.study is not None and args.storage is None:
+        raise ConfigError("--study names a study in shared storage: give --storage too")
     if args.prune_startup < 0:
         raise ConfigError(f"--prune-startup must be >= 0, got {args.prune_startup}")
     return SweepOptions(
@@ -52,6 +57,8 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         pruner=PrunerSettings(enabled=not args.no_prune, startup_trials=args.prune_startup),
         seed=args.seed,
         retry_failed=args.retry_failed,
+        storage=args.storage,
+        study_name=args.study,
         cpu_threads=max(1, (os.cpu_count() or 1) // args.parallel) if args.parallel > 1 else None,
     )
 
@@ -73,23 +80,61 @@ def check_space(config: Path, overrides: tuple[str, ...], space: SearchSpace) ->
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run the sweep described by parsed arguments; returns the exit code."""
+    """Run the sweep described by parsed arguments (or, with --report, report it); the exit code."""
     opts = options_from_args(args)
-    print(f"sweep: {opts.search} over {', '.join(opts.space.describe())} -> {opts.out_dir}", flush=True)
+    if args.report:
+        return report_sweep(opts)
+    return run_options(opts)
+
+
+def run_options(opts: SweepOptions) -> int:
+    """Run (this process's share of) a sweep, then report it; returns the exit code."""
+    where = f" (shared: study {opts.study} in {masked(opts.storage)})" if opts.storage else ""
+    over = ", ".join(opts.space.describe())
+    print(f"sweep: {opts.search} over {over} -> {opts.out_dir}{where}", flush=True)
     start = time.perf_counter()
     try:
         with _sigterm_as_interrupt():
-            state = run_sweep(opts, echo=lambda s: print(s, flush=True))
+            runner = SweepRunner(opts, echo=lambda s: print(s, flush=True))
+            state = runner.run()
     except KeyboardInterrupt:
-        print(f"\ninterrupted: rerun the same command to resume (state in {opts.out_dir})", file=sys.stderr)
+        again = "; its running trials go back to the shared queue" if opts.storage else ""
+        print(
+            f"\ninterrupted: rerun the same command to resume (state in {opts.out_dir}){again}",
+            file=sys.stderr,
+        )
         return 130
     print(f"sweep wall time {time.perf_counter() - start:.1f}s", flush=True)
+    return _report(opts, state, runner.ledger.unfinished(), write=runner.ledger.unfinished() == 0)
+
+
+def report_sweep(opts: SweepOptions) -> int:
+    """``--report``: the table and report files of the sweep as it stands; runs nothing."""
+    ledger = open_ledger(opts, echo=print, report_only=True)
+    return _report(opts, ledger.snapshot(), ledger.unfinished(), write=True)
+
+
+def _report(opts: SweepOptions, state: SweepState, unfinished: int, write: bool) -> int:
     report = build_report(state, opts.space.keys, opts.metric, opts.direction)
     print()
     print(format_table(report))
+    if unfinished:
+        print(f"\n{unfinished} trial(s) of the sweep still waiting or running (in other workers)")
+    if not write:
+        print(
+            "report files are written by the worker that ends the last trial "
+            "(or now, by rerunning this command with --report)"
+        )
+        return 0
     write_report(report, opts.out_dir)
     best = write_best_config(report, opts.out_dir, opts.config, opts.overrides, opts.budget_steps)
-    plots = write_plots(report, opts.out_dir)
+    plots: list[Path] = []
+    if available("matplotlib"):
+        from lorakit.sweep.plots import write_plots
+
+        plots = write_plots(report, opts.out_dir)
+    else:
+        print(f"no plots: {missing_message('matplotlib')}")
     print(f"\nwrote {opts.out_dir}/sweep.csv, sweep.json" + (f", {best.name}" if best else ""))
     for path in plots:
         print(f"wrote {path}")

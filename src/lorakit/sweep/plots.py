@@ -6,6 +6,7 @@ or needs a display.
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from lorakit.adapter_io.integrity import atomic_write_bytes
 from lorakit.sweep.metrics import eval_points, read_metrics
 from lorakit.sweep.report import SweepReport
 from lorakit.sweep.space import format_value
@@ -114,8 +116,9 @@ def _train_loss(records: list[dict[str, Any]]) -> list[tuple[int, float]]:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
+    # Atomic with a unique temporary name: workers of a shared sweep may write the same plot at once.
     FigureCanvasAgg(fig)
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
     return path

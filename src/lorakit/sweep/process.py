@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 import lorakit
+from lorakit.sweep.orphans import OrphanGuard, default_guard
 
 TRAIN_LOG = "train.log"
 
@@ -59,22 +60,32 @@ class TrialProcess:
 
 
 def launch(
-    command: Sequence[str], config: Path, overrides: Sequence[str], out_dir: Path, threads: int | None
+    command: Sequence[str],
+    config: Path,
+    overrides: Sequence[str],
+    out_dir: Path,
+    threads: int | None,
+    guard: OrphanGuard | None = None,
 ) -> TrialProcess:
-    """Start ``command CONFIG overrides... output_dir=OUT``; stdout and stderr go to OUT/train.log."""
+    """Start ``command CONFIG overrides... output_dir=OUT``; stdout and stderr go to OUT/train.log.
+
+    The trial ends when the sweep process dies, however it dies (see ``orphans``).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    guard = guard if guard is not None else default_guard()
     argv = [*command, str(config), *overrides, f"output_dir={out_dir}"]
     log = (out_dir / TRAIN_LOG).open("ab")
     log.write(("$ " + " ".join(argv) + "\n").encode())
     log.flush()
     proc = subprocess.Popen(
-        argv,
+        guard.command(argv),
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         env=child_env(threads),
         # Own process group: Ctrl-C reaches the sweep only, which then stops its trials in order.
         start_new_session=True,
+        preexec_fn=guard.preexec(),
     )
     return TrialProcess(proc=proc, log=log, out_dir=out_dir, started=time.monotonic())
 

@@ -144,6 +144,7 @@ def _trial_json(t: TrialRecord, metric: str) -> dict[str, Any]:
         "reason": t.reason,
         "attempt": t.attempt,
         "dir": t.dir,
+        "host": t.host,
     }
 
 

@@ -1,15 +1,20 @@
 """Optuna behind a small interface: which params to try next, and whether to prune a trial.
 
-The study lives in memory; the sweep state file is the durable record. On resume every finished
-trial is replayed into a fresh study, so TPE and the median pruner see the full history.
+Without shared storage the study lives in memory and the sweep state file is the durable record:
+on resume every finished trial is replayed into a fresh study, so TPE and the median pruner see
+the full history. With shared storage the study itself is the record, shared by every worker.
+
+Optuna's log level is raised only while its calls run, then restored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,14 +45,27 @@ class Search:
     """The Optuna study of one sweep. Params cross this boundary as plain config values."""
 
     def __init__(
-        self, space: SearchSpace, kind: SearchKind, direction: Direction, seed: int, pruner: PrunerSettings
+        self,
+        space: SearchSpace,
+        kind: SearchKind,
+        direction: Direction,
+        seed: int,
+        pruner: PrunerSettings,
+        storage: optuna.storages.BaseStorage | None = None,
+        study_name: str | None = None,
     ) -> None:
-        optuna.logging.set_verbosity(logging.WARNING)
+        """In memory, or (``storage``) the named study there, created by whichever worker comes first."""
         self.space = space
         self.dists: dict[str, BaseDistribution] = {d.key: _distribution(d) for d in space.dims}
-        self.study = optuna.create_study(
-            direction=direction, sampler=_sampler(kind, seed), pruner=_pruner(pruner)
-        )
+        with quiet_optuna():
+            self.study = optuna.create_study(
+                storage=storage,
+                study_name=study_name,
+                load_if_exists=storage is not None,
+                direction=direction,
+                sampler=_sampler(kind, seed, shared=storage is not None),
+                pruner=_pruner(pruner),
+            )
 
     def replay(self, records: Iterable[TrialRecord]) -> None:
         """Add finished trials from the state file to the study."""
@@ -65,14 +83,29 @@ class Search:
                 state=state,
                 intermediate_values={int(s): v for s, v in rec.intermediate.items()},
             )
-            self.study.add_trial(trial)
+            with quiet_optuna():
+                self.study.add_trial(trial)
 
     def ask(self, params: dict[str, Value] | None = None) -> tuple[optuna.Trial, dict[str, Value]]:
         """A new live trial: with the given params (grid point, restarted trial) or sampled ones."""
         if params is not None:
-            self.study.enqueue_trial(self._encode(params))
-        trial = self.study.ask(fixed_distributions=self.dists)
+            self.enqueue(params, {})
+        return self.pop()
+
+    def enqueue(self, params: dict[str, Value] | None, attrs: dict[str, Any]) -> None:
+        """Queue a trial with these params (None: sampled when it is popped) and user attributes."""
+        with quiet_optuna():
+            self.study.enqueue_trial(self._encode(params) if params is not None else {}, user_attrs=attrs)
+
+    def pop(self) -> tuple[optuna.Trial, dict[str, Value]]:
+        """The first queued trial, now running (a freshly sampled one when the queue is empty)."""
+        with quiet_optuna():
+            trial = self.study.ask(fixed_distributions=self.dists)
         return trial, self._decode(trial.params)
+
+    def decode(self, params: dict[str, Any]) -> dict[str, Value]:
+        """Config values of a trial's Optuna params."""
+        return self._decode(params)
 
     def report(self, trial: optuna.Trial, step: int, value: float) -> bool:
         """Record an intermediate validation value (once per step); True when the trial should be pruned."""
@@ -83,7 +116,13 @@ class Search:
         state = _STATES[status]
         if state == TrialState.COMPLETE and (value is None or not math.isfinite(value)):
             state, value = TrialState.FAIL, None
-        self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        with quiet_optuna():
+            self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+
+    def void(self, trial: optuna.Trial) -> None:
+        """End a trial that will never run (a duplicate claim) as failed, so no sampler learns from it."""
+        with quiet_optuna():
+            self.study.tell(trial, None, state=TrialState.FAIL)
 
     def _encode(self, params: dict[str, Value]) -> dict[str, Any]:
         return {
@@ -111,9 +150,25 @@ def _distribution(dim: Any) -> BaseDistribution:
     return FloatDistribution(dim.low, dim.high, log=dim.log)
 
 
-def _sampler(kind: SearchKind, seed: int) -> optuna.samplers.BaseSampler:
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's per-trial INFO lines off while the block runs; its previous level restored."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(level, logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+def _sampler(kind: SearchKind, seed: int, shared: bool) -> optuna.samplers.BaseSampler:
     if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        # Workers sharing a study treat each other's running trials as bad (constant liar), so
+        # they do not all sample the same promising point.
+        with quiet_optuna():
+            return optuna.samplers.TPESampler(seed=seed, constant_liar=shared)
     # Grid points are enqueued explicitly; the sampler only fills params that were not given.
     return optuna.samplers.RandomSampler(seed=seed)
 

@@ -1,8 +1,12 @@
 """The sweep state file: which trials ran, how they ended, where their files are.
 
-It is the single source of truth for resuming: a rerun skips trials that finished (completed,
-failed or pruned) and restarts a trial left ``running`` by an interrupted sweep in a fresh
-directory. Written as JSON, atomically, after every change.
+Without shared storage it is the single source of truth for resuming: a rerun skips trials that
+finished (completed, failed or pruned) and restarts a trial left ``running`` by an interrupted
+sweep in a fresh directory. Written as JSON, atomically, after every change.
+
+With ``--storage`` the trials live in the shared Optuna study instead, and the state file only
+names that study (storage, study name, fingerprint), so the folder cannot be resumed against a
+different study or without one.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from lorakit.errors import LorakitError
 TrialStatus = Literal["running", "completed", "failed", "pruned"]
 FINISHED: tuple[TrialStatus, ...] = ("completed", "failed", "pruned")
 STATE_FILE = "sweep_state.json"
+TRIALS_DIR = "trials"
 _VERSION = 1
 
 
@@ -61,6 +66,8 @@ class TrialRecord:
     """Validation metric by step (JSON keys are strings), replayed into the pruner on resume."""
     previous_dirs: list[str] = field(default_factory=list)
     """Directories of interrupted attempts, left for inspection."""
+    host: str | None = None
+    """Machine that ran the trial, whose --out folder holds its directory (shared sweeps)."""
 
     @property
     def finished(self) -> bool:
@@ -74,6 +81,11 @@ class SweepState:
     fingerprint: dict[str, Any]
     """What makes two invocations the same sweep (base config hash, budget, search, ...)."""
     trials: list[TrialRecord] = field(default_factory=list)
+    """The trials (empty when they live in shared storage)."""
+    storage: str | None = None
+    """Where the shared study lives (password masked), or None for a sweep kept in this file."""
+    study: str | None = None
+    """Name of the shared Optuna study, with ``storage``."""
 
     def find(self, params: dict[str, Any]) -> TrialRecord | None:
         """The record with exactly these params (compared as canonical JSON)."""
@@ -91,6 +103,8 @@ class SweepState:
             "version": _VERSION,
             "fingerprint": self.fingerprint,
             "trials": [asdict(t) for t in self.trials],
+            "storage": self.storage,
+            "study": self.study,
         }
         atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
@@ -101,19 +115,27 @@ class SweepState:
             if data.get("version") != _VERSION:
                 raise SweepStateError(f"{path}: state version {data.get('version')!r}, expected {_VERSION}")
             trials = [TrialRecord(**t) for t in data["trials"]]
-            return cls(fingerprint=data["fingerprint"], trials=trials)
+            storage, study = data.get("storage"), data.get("study")
+            return cls(fingerprint=data["fingerprint"], trials=trials, storage=storage, study=study)
         except (OSError, ValueError, KeyError, TypeError) as e:
             if isinstance(e, SweepStateError):
                 raise
             raise SweepStateError(f"{path}: unreadable sweep state ({e}); use a new --out directory") from e
 
 
-def open_state(out_dir: Path, fingerprint: dict[str, Any]) -> SweepState:
-    """Load the state of ``out_dir`` when it is the same sweep, else start a new one."""
+def open_state(
+    out_dir: Path, fingerprint: dict[str, Any], storage: str | None = None, study: str | None = None
+) -> SweepState:
+    """Load the state of ``out_dir`` when it is the same sweep, else start a new one.
+
+    ``storage`` / ``study`` name the shared study of a ``--storage`` sweep (None: trials are kept
+    in the state file); a folder that belongs to another study, or to none, is refused.
+    """
     path = out_dir / STATE_FILE
     if not path.exists():
-        return SweepState(fingerprint=fingerprint)
+        return SweepState(fingerprint=fingerprint, storage=storage, study=study)
     state = SweepState.load(path)
+    _check_same_home(state, out_dir, storage, study)
     diffs = [
         k
         for k in sorted(set(fingerprint) | set(state.fingerprint))
@@ -128,6 +150,32 @@ def open_state(out_dir: Path, fingerprint: dict[str, Any]) -> SweepState:
             "or rerun with the original settings to resume it."
         )
     return state
+
+
+def _check_same_home(state: SweepState, out_dir: Path, storage: str | None, study: str | None) -> None:
+    """The folder and the command must agree on where the trials live."""
+    if (state.storage, state.study) == (storage, study):
+        return
+    if state.storage is None:
+        raise SweepStateError(
+            f"{out_dir} holds a sweep kept in {STATE_FILE} ({len(state.trials)} trial(s)), not in shared "
+            "storage: rerun it without --storage, or use another --out directory"
+        )
+    where = f"study {state.study!r} in {state.storage}"
+    if storage is None:
+        raise SweepStateError(
+            f"{out_dir} belongs to the shared {where}: pass --storage {state.storage} "
+            f"--study {state.study} to resume it or build its report"
+        )
+    raise SweepStateError(
+        f"{out_dir} belongs to the shared {where}, not to study {study!r} in {storage}: "
+        "use the original --storage / --study, or another --out directory"
+    )
+
+
+def trial_dir(number: int, attempt: int) -> str:
+    """A trial's directory, relative to the sweep directory; each attempt gets its own."""
+    return f"{TRIALS_DIR}/trial-{number:03d}" + (f"-attempt{attempt}" if attempt > 1 else "")
 
 
 def params_key(params: dict[str, Any]) -> str:

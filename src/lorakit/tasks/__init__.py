@@ -13,8 +13,8 @@ from lorakit.training.config import RunConfig
 TASK_METRICS = {
     "classification": ("loss", "accuracy", "macro_f1"),
     "token_classification": ("loss", "precision", "recall", "f1", "accuracy"),
-    "causal_lm": ("loss", "perplexity", "exact_match"),
-    "seq2seq": ("loss", "bleu"),
+    "causal_lm": ("loss", "perplexity", "bleu", "chrf", "rouge_l", "exact_match"),
+    "seq2seq": ("loss", "perplexity", "bleu", "chrf", "rouge_l", "exact_match"),
 }
 DEFAULT_METRIC = {
     "classification": "accuracy",
@@ -29,7 +29,7 @@ def labels_for(config: RunConfig, records: list[Record], source: str) -> list[An
     if config.task == "classification":
         from lorakit.tasks.classification import labels_from_records
 
-        return labels_from_records(records, config.data.label_field, source)
+        return labels_from_records(records, config.data.label_field, source, config.data.strict_labels)
     if config.task == "token_classification":
         from lorakit.tasks.token_classification import tags_from_records
 

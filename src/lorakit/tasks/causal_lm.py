@@ -13,6 +13,7 @@ from lorakit.data.readers import Record, require_field
 from lorakit.errors import DataError
 from lorakit.models import ModelRef, load_pretrained
 from lorakit.tasks.common import batched, collate_for, generate, set_pad_token
+from lorakit.tasks.generation_eval import generation_metrics
 from lorakit.training.config import RunConfig
 
 IGNORE = -100
@@ -50,6 +51,7 @@ class CausalLMTask:
 
     def prompt_ids(self, prompt: str) -> list[int]:
         """Token ids of a prompt formatted as in training, ready for generation."""
+        prompt = self.config.data.prompt_prefix + prompt
         if self.chat:
             text = self._chat_text([{"role": "user", "content": prompt}], add_generation_prompt=True)
         else:
@@ -62,7 +64,10 @@ class CausalLMTask:
     def _pair(self, prompt: str, response: str) -> tuple[list[int], list[int]]:
         p = self.prompt_ids(prompt)
         if self.chat:
-            msgs = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+            msgs = [
+                {"role": "user", "content": self.config.data.prompt_prefix + prompt},
+                {"role": "assistant", "content": response},
+            ]
             full = self._ids(self._chat_text(msgs, add_generation_prompt=False))
             return p, full[len(p) :] if full[: len(p)] == p else self._ids(response)
         eos = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
@@ -114,11 +119,7 @@ class CausalLMTask:
         return collate_for({"input_ids", "attention_mask", "labels"}, self.pad_id, features)
 
     # -- metrics and prediction ---------------------------------------------------------------
-    def _generation_count(self) -> int:
-        n = self.config.eval.generate_samples
-        return 0 if n is None else n
-
-    def evaluate(self, model: nn.Module, records: list[Record], features: list[Feature]) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, records: list[Record], features: list[Feature]) -> dict[str, Any]:
         bs = self.config.train.eval_batch_size or 2 * self.config.train.batch_size
         total = count = 0.0
         for _, batch, out in batched(model, features, self.collate, bs):
@@ -131,14 +132,11 @@ class CausalLMTask:
             total += float(loss)
             count += float((target != IGNORE).sum())
         loss = total / max(count, 1.0)
-        metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
-        n = self._generation_count()
-        if n and not self.config.data.messages_field:
-            subset = records[:n]
-            preds = self.predict(model, subset)
-            gold = [str(r[self.config.data.response_field]).strip() for r in subset]
-            metrics["exact_match"] = sum(p["generated"] == g for p, g in zip(preds, gold, strict=True)) / len(
-                gold
+        metrics: dict[str, Any] = {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+        if not self.config.data.messages_field:
+            d = self.config.data
+            metrics |= generation_metrics(
+                self.config, records, d.prompt_field, d.response_field, lambda rs: self.predict(model, rs)
             )
         return metrics
 

@@ -11,12 +11,14 @@ from lorakit.data.batching import Feature
 from lorakit.data.readers import Record, require_field
 from lorakit.distributed import all_reduce_rows
 from lorakit.errors import DataError
+from lorakit.metrics import confusion_counts
 from lorakit.models import ModelRef, load_pretrained
 from lorakit.tasks.common import (
     accepted_inputs,
     batched,
     collate_for,
     label_index,
+    label_value,
     model_device,
     normalise_labels,
     set_pad_token,
@@ -26,8 +28,11 @@ from lorakit.training.config import RunConfig
 HEAD_NAMES = ("classifier", "score")
 
 
-def labels_from_records(records: list[Record], field: str, source: str) -> list[Any]:
-    values = [require_field(r, field, source, i) for i, r in enumerate(records)]
+def labels_from_records(records: list[Record], field: str, source: str, strict: bool = True) -> list[Any]:
+    values = [
+        label_value(require_field(r, field, source, i), field, source, i, strict)
+        for i, r in enumerate(records)
+    ]
     labels = sorted(set(normalise_labels(values)))
     if len(labels) < 2:
         raise DataError(f"{source}: field {field!r} has {len(labels)} distinct label(s); need at least 2")
@@ -80,6 +85,7 @@ class ClassificationTask:
             f: Feature = {k: enc[k][i] for k in enc}
             if with_targets:
                 value = require_field(records[i], d.label_field, source, i)
+                value = label_value(value, d.label_field, source, i, d.strict_labels)
                 f["labels"] = label_index(self.label_map, value, source, i)
             features.append(f)
         return features
@@ -94,15 +100,18 @@ class ClassificationTask:
             out[idx] = res.logits.float().cpu()
         return all_reduce_rows(out, model_device(model))
 
-    def evaluate(self, model: nn.Module, records: list[Record], features: list[Feature]) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, records: list[Record], features: list[Feature]) -> dict[str, Any]:
+        """loss, accuracy, macro_f1 and the confusion matrix (rows: gold, columns: predicted)."""
         logits = self._logits(model, features)
         gold = torch.tensor([int(f["labels"]) for f in features])  # type: ignore[arg-type]
         pred = logits.argmax(-1)
         loss = float(nn.functional.cross_entropy(logits, gold))
+        counts = confusion_counts(gold.tolist(), pred.tolist(), len(self.labels))
         return {
             "loss": loss,
             "accuracy": float((pred == gold).float().mean()),
             "macro_f1": macro_f1(pred, gold),
+            "confusion_matrix": {"labels": [str(x) for x in self.labels], "counts": counts},
         }
 
     def predict(self, model: nn.Module, records: list[Record]) -> list[dict[str, Any]]:

@@ -36,9 +36,10 @@ class Task(Protocol):
 
     def collate(self, features: list[Feature]) -> dict[str, torch.Tensor]: ...
 
-    def evaluate(
-        self, model: nn.Module, records: list[Record], features: list[Feature]
-    ) -> dict[str, float]: ...
+    def evaluate(self, model: nn.Module, records: list[Record], features: list[Feature]) -> dict[str, Any]:
+        """Scalar metrics (float) plus details: sacrebleu signatures (str), ``per_type`` entity
+        scores, a ``confusion_matrix`` {labels, counts}."""
+        ...
 
     def predict(self, model: nn.Module, records: list[Record]) -> list[dict[str, Any]]: ...
 
@@ -111,6 +112,28 @@ def normalise_labels(values: list[Any]) -> list[Any]:
     if all(integral(v) for v in values):
         return [int(v) for v in values]
     return [str(v) for v in values]
+
+
+def label_value(value: Any, field: str, source: str, index: int, strict: bool) -> Any:
+    """A record's label, refusing (``strict``) an empty cell or a list / object where one label
+    belongs; otherwise those become classes: '' and the value's JSON text."""
+    if isinstance(value, str) and not value.strip():
+        if strict:
+            raise DataError(
+                f"{source}, record {index + 1}: field {field!r} is empty; every record needs a label "
+                "(data.strict_labels: false makes the empty label a class of its own)"
+            )
+        return value
+    if isinstance(value, (list, dict)):
+        if strict:
+            kind = "a list" if isinstance(value, list) else "an object"
+            shown = json.dumps(value, ensure_ascii=False)
+            raise DataError(
+                f"{source}, record {index + 1}: field {field!r} holds {kind} ({shown[:60]}), not one label "
+                "(data.strict_labels: false makes each distinct value's JSON text a class)"
+            )
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return value
 
 
 def label_index(label_map: dict[Any, int], value: Any, source: str, index: int) -> int:

@@ -13,9 +13,8 @@ from lorakit.data.readers import Record, require_field
 from lorakit.errors import LorakitError
 from lorakit.models import ModelRef, load_pretrained
 from lorakit.tasks.common import accepted_inputs, batched, collate_for, generate, set_pad_token
+from lorakit.tasks.generation_eval import generation_metrics
 from lorakit.training.config import RunConfig
-
-DEFAULT_BLEU_SAMPLES = 200
 
 
 class Seq2SeqTask:
@@ -61,7 +60,7 @@ class Seq2SeqTask:
     def collate(self, features: list[Feature]) -> dict[str, torch.Tensor]:
         return collate_for(self.inputs, self.pad_id, features)
 
-    def evaluate(self, model: nn.Module, records: list[Record], features: list[Feature]) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, records: list[Record], features: list[Feature]) -> dict[str, Any]:
         bs = self.config.train.eval_batch_size or 2 * self.config.train.batch_size
         total = count = 0.0
         for _, batch, out in batched(model, features, self.collate, bs):
@@ -72,17 +71,14 @@ class Seq2SeqTask:
             total += float(loss)
             count += float((target != -100).sum())
         loss = total / max(count, 1.0)
-        metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
-        n = self.config.eval.generate_samples
-        n = DEFAULT_BLEU_SAMPLES if n is None else n
-        if n:
-            import sacrebleu
-
-            subset = records[:n]
-            hyps = [p["generated"] for p in self.predict(model, subset)]
-            refs = [str(r[self.config.data.target_field]) for r in subset]
-            metrics["bleu"] = float(sacrebleu.corpus_bleu(hyps, [refs]).score)
-        return metrics
+        d = self.config.data
+        return {
+            "loss": loss,
+            "perplexity": math.exp(min(loss, 50.0)),
+            **generation_metrics(
+                self.config, records, d.source_field, d.target_field, lambda rs: self.predict(model, rs)
+            ),
+        }
 
     def predict(self, model: nn.Module, records: list[Record]) -> list[dict[str, Any]]:
         field = self.config.data.source_field

@@ -1,4 +1,4 @@
-"""Token classification (NER): words + BIO tags, first-sub-token labelling, entity-level P/R/F1."""
+"""Token classification (NER): words + tags, first-sub-token labelling, seqeval entity P/R/F1."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from torch import nn
 from lorakit.data.batching import Feature
 from lorakit.data.readers import Record, require_field
 from lorakit.errors import DataError, LorakitError
+from lorakit.metrics import entity_scores, entity_spans
 from lorakit.models import ModelRef, load_pretrained
 from lorakit.tasks.classification import head_modules
 from lorakit.tasks.common import accepted_inputs, batched, collate_for, set_pad_token
@@ -37,34 +38,6 @@ def tags_from_records(records: list[Record], field: str, source: str) -> list[st
         tags.update(str(t) for t in value)
     # "O" first keeps id 0 for the outside tag, as most NER checkpoints do.
     return sorted(tags, key=lambda t: (t != "O", t))
-
-
-def spans(tags: list[str]) -> set[tuple[str, int, int]]:
-    """Entity spans (type, start, end) from BIO / IOB2 tags (an I- after O starts an entity)."""
-    out: set[tuple[str, int, int]] = set()
-    kind, start = None, 0
-    for i, tag in enumerate([*tags, "O"]):
-        prefix, _, label = tag.partition("-")
-        continues = prefix == "I" and label == kind
-        if kind is not None and not continues:
-            out.add((kind, start, i))
-            kind = None
-        if prefix in ("B", "I") and not continues:
-            kind, start = label, i
-    return out
-
-
-def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
-    tp = n_pred = n_gold = 0
-    for g, p in zip(gold, pred, strict=True):
-        gs, ps = spans(g), spans(p)
-        tp += len(gs & ps)
-        n_pred += len(ps)
-        n_gold += len(gs)
-    precision = tp / n_pred if n_pred else 0.0
-    recall = tp / n_gold if n_gold else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1}
 
 
 class TokenClassificationTask:
@@ -132,6 +105,7 @@ class TokenClassificationTask:
     def _word_predictions(
         self, model: nn.Module, records: list[Record], features: list[Feature]
     ) -> list[list[str]]:
+        """Tags per word for records encoded without targets (prediction)."""
         bs = self.config.train.eval_batch_size or 2 * self.config.train.batch_size
         out: list[list[str]] = [[] for _ in features]
         field = self.config.data.tokens_field
@@ -149,20 +123,28 @@ class TokenClassificationTask:
                 out[i] = tags
         return out
 
-    def evaluate(self, model: nn.Module, records: list[Record], features: list[Feature]) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, records: list[Record], features: list[Feature]) -> dict[str, Any]:
+        """One forward pass: token loss and accuracy on first sub-tokens, and seqeval entity
+        scores on words (the first sub-token's prediction; words cut off by max_length: O)."""
         bs = self.config.train.eval_batch_size or 2 * self.config.train.batch_size
         total = count = correct = 0.0
-        for _, batch, res in batched(model, features, self.collate, bs):
+        field = self.config.data.tags_field
+        gold = [[str(t) for t in r[field]] for r in records]
+        pred = [["O"] * len(g) for g in gold]
+        for idx, batch, res in batched(model, features, self.collate, bs):
             logits, target = res.logits.float(), batch["labels"]
             mask = target != IGNORE
             total += float(nn.functional.cross_entropy(logits[mask], target[mask], reduction="sum"))
-            correct += float((logits.argmax(-1)[mask] == target[mask]).sum())
+            best = logits.argmax(-1)
+            correct += float((best[mask] == target[mask]).sum())
             count += float(mask.sum())
-        gold = [[str(t) for t in r[self.config.data.tags_field]] for r in records]
-        pred = self._word_predictions(model, records, features)
+            for row, i in enumerate(idx):
+                # Labelled positions are the first sub-tokens of words 0, 1, 2, ... in order.
+                for w, tag_id in enumerate(best[row][mask[row]].tolist()):
+                    pred[i][w] = self.labels[tag_id]
         return {
             "loss": total / max(count, 1.0),
-            **entity_scores(gold, pred),
+            **entity_scores(gold, pred, self.config.eval.tag_scheme),
             "accuracy": correct / max(count, 1.0),
         }
 
@@ -170,11 +152,15 @@ class TokenClassificationTask:
         features = self.encode(records, "input", with_targets=False)
         tags = self._word_predictions(model, records, features)
         field = self.config.data.tokens_field
-        return [{"tags": t, "entities": _entities(r[field], t)} for r, t in zip(records, tags, strict=True)]
+        scheme = self.config.eval.tag_scheme
+        return [
+            {"tags": t, "entities": _entities(r[field], t, scheme)}
+            for r, t in zip(records, tags, strict=True)
+        ]
 
 
-def _entities(words: list[str], tags: list[str]) -> list[dict[str, Any]]:
+def _entities(words: list[str], tags: list[str], scheme: str | None) -> list[dict[str, Any]]:
     return [
         {"type": kind, "text": " ".join(str(w) for w in words[s:e]), "start": s, "end": e}
-        for kind, s, e in sorted(spans(tags), key=lambda x: x[1])
+        for kind, s, e in entity_spans(tags, scheme)
     ]

@@ -14,6 +14,7 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +97,13 @@ def save_checkpoint(
     keep: int,
     extra_files: dict[str, str] | None = None,
     is_main: bool = True,
+    complete_adapter: Callable[[Path], None] | None = None,
 ) -> Path | None:
     """Write ``root/step-<step>`` atomically and keep only the newest ``keep`` checkpoints.
 
     Every rank of a torchrun job calls it (sharded FSDP tensors are gathered from all ranks);
-    only ``is_main`` writes.
+    only ``is_main`` writes. ``complete_adapter(folder)`` adds files to the checkpoint's
+    ``adapter/`` (tokenizer, task file) so that it loads like a final adapter.
     """
     trainable = trainable_tensors(model)
     bad = [n for n, t in trainable.items() if t.is_floating_point() and not torch.isfinite(t).all()]
@@ -117,7 +120,11 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-step-{step}-{os.getpid()}"
     try:
-        _write_files(tmp, trainable, opt_tensors, opt_meta, adapter, trainer_state, extra_files or {})
+        _write_files(tmp, trainable, opt_tensors, opt_meta, adapter, extra_files or {})
+        if complete_adapter is not None:
+            complete_adapter(tmp / "adapter")
+        _write_json(tmp / TRAINER_STATE, trainer_state)  # last: its presence marks the folder complete
+        _fsync_tree(tmp)
     except (OSError, AdapterFileError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         cause = e if isinstance(e, OSError) else e.__cause__
@@ -148,7 +155,6 @@ def _write_files(
     opt_tensors: dict[str, torch.Tensor],
     opt_meta: dict[str, Any],
     adapter: Any,
-    trainer_state: dict[str, Any],
     extra_files: dict[str, str],
 ) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
@@ -162,8 +168,6 @@ def _write_files(
     write_adapter(adapter, tmp / "adapter")
     for name, text in extra_files.items():
         (tmp / "adapter" / name).write_text(text, encoding="utf-8")
-    _write_json(tmp / TRAINER_STATE, trainer_state)  # last: its presence marks the folder complete
-    _fsync_tree(tmp)
 
 
 def _newest(root: Path) -> str:

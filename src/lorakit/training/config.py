@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from lorakit.config import LoraConfig
 from lorakit.errors import ConfigError
@@ -13,6 +13,8 @@ from lorakit.quant import QuantConfig
 
 TaskName = Literal["classification", "token_classification", "causal_lm", "seq2seq"]
 TASKS: tuple[str, ...] = ("classification", "token_classification", "causal_lm", "seq2seq")
+PATH_KEYS = ("train", "validation", "test")
+"""The data keys that name files."""
 
 
 class Section(BaseModel):
@@ -23,11 +25,15 @@ class Section(BaseModel):
 
 class DataSection(Section):
     train: str | None = None
-    """Training file (.jsonl .json .csv .tsv .parquet, CoNLL .conll/.txt) or a saved HF datasets dir."""
+    """Training file (.jsonl .json .csv .tsv .parquet, CoNLL .conll/.txt) or a saved HF datasets dir.
+    Relative paths in a config file are relative to the config file's folder."""
     validation: str | None = None
     """Validation file; or set validation_split to carve it out of the training data."""
     test: str | None = None
     """Optional test file, used by `lorakit eval --split test`."""
+    parallel_suffixes: list[str] | None = Field(default=None, min_length=2)
+    """Line-aligned text files (Moses style): each split path is a stem, and <stem>.<suffix> is
+    read for every suffix, as a field of that name; e.g. [en, de] reads train.en and train.de."""
     validation_split: float | None = Field(default=None, gt=0, lt=1)
     """Fraction of the training data held out for validation when no validation file is given."""
     split_group_field: str | None = None
@@ -48,6 +54,9 @@ class DataSection(Section):
     """Response column (causal_lm); loss is computed on these tokens only."""
     messages_field: str | None = None
     """Chat column holding a list of {role, content} (causal_lm); replaces prompt/response."""
+    prompt_prefix: str = ""
+    """Text put before every prompt (causal_lm, with or without a chat template), e.g.
+    'Translate English to German: '."""
     prompt_template: str = "{prompt}\n"
     """How a prompt is written when the tokenizer has no chat template; must contain {prompt}."""
     use_chat_template: bool = True
@@ -68,6 +77,19 @@ class DataSection(Section):
     """Use only the first N training records."""
     max_eval_samples: int | None = Field(default=None, ge=1)
     """Use only the first N evaluation records."""
+    strict_labels: bool = True
+    """Refuse empty, list and object label values (classification), naming the record; false: an
+    empty label is a class '' of its own and lists / objects become classes named by their JSON."""
+
+    _written: dict[str, str] = PrivateAttr(default_factory=dict)
+    """train / validation / test as written in the config file, before they were made absolute."""
+
+    def written_path(self, key: str) -> str | None:
+        """A data path as the config file wrote it, when it was relative to the config's folder."""
+        return self._written.get(key)
+
+    def remember_written(self, written: dict[str, str]) -> None:
+        self._written = {k: v for k, v in written.items() if k in PATH_KEYS}
 
     @field_validator("prompt_template")
     @classmethod
@@ -211,18 +233,41 @@ class TrainSection(Section):
 
 
 class EvalSection(Section):
-    generate_samples: int | None = Field(default=None, ge=0)
-    """Evaluation examples to generate for: causal_lm exact match, seq2seq BLEU (None: 0 for
-    causal_lm, up to 200 for seq2seq; 0: no generation)."""
+    metrics: list[Literal["bleu", "chrf", "rouge_l", "exact_match"]] | None = None
+    """Metrics on generated text (causal_lm, seq2seq): any of bleu, chrf (sacrebleu), rouge_l
+    (rouge-score), exact_match. Records sharing a prompt are one prompt whose references are all
+    their targets (E2E: every ref of one mr). None: [bleu, chrf] for seq2seq, none for causal_lm
+    (generation is slow); train.metric_for_best is computed even when not listed."""
+    max_eval_samples: int | None = Field(default=200, ge=1)
+    """Distinct prompts generated for at each evaluation (the first N; each prompt once).
+    None: all. The loss still covers every validation record (see data.max_eval_samples)."""
+    tag_scheme: Literal["IOB1", "IOB2", "IOE1", "IOE2", "IOBES", "BILOU"] | None = None
+    """token_classification: entity decoding for seqeval. None: conlleval-style lenient decoding
+    (IOB1 / IOB2 / IOBES tags); a scheme: seqeval's strict mode for it (needed for BILOU)."""
     max_new_tokens: int = Field(default=64, ge=1)
     """Maximum generated tokens."""
     num_beams: int = Field(default=1, ge=1)
     """Beam search width for generation (1: greedy)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_generate_samples(cls, data: object) -> object:
+        """``generate_samples`` (older configs and saved adapters): 0 turned generation off,
+        N > 0 bounded it; it now maps to metrics: [] and max_eval_samples: N."""
+        if isinstance(data, dict) and "generate_samples" in data:
+            data = dict(data)
+            n = data.pop("generate_samples")
+            if n == 0:
+                data.setdefault("metrics", [])
+            elif n is not None:
+                data.setdefault("max_eval_samples", n)
+        return data
+
 
 class RunConfig(Section):
     model: str
-    """A local HF model dir, a .gguf file, a hub id (downloads), or an alias: minilm-l6, smollm2-135m."""
+    """A local HF model dir, a .gguf file, a hub id (downloads), or an alias: minilm-l6, smollm2-135m.
+    An existing local path wins (in a config file: relative to the config file's folder first)."""
     task: TaskName
     """classification | token_classification | causal_lm | seq2seq."""
     data: DataSection = Field(default_factory=DataSection)
@@ -232,12 +277,13 @@ class RunConfig(Section):
     train: TrainSection = Field(default_factory=TrainSection)
     """Optimisation, schedule, evaluation and checkpoint cadence."""
     eval: EvalSection = Field(default_factory=EvalSection)
-    """Generation settings used by evaluation."""
+    """What evaluation computes: generation metrics and their budget, the NER tag scheme."""
     quantize: QuantSection | None = None
     """Store the frozen base Linear weights quantized (QLoRA-style): null, nf4, int8, or a mapping
     {method, block_size, double_quant, skip}. Adapters still load onto the float base."""
     output_dir: str = "runs/run"
-    """Where adapter/, checkpoints/, metrics.jsonl, summary.json and plots go."""
+    """Where adapter/, checkpoints/, metrics.jsonl, summary.json and plots go (relative to the
+    current directory)."""
     resume: Literal["never", "auto"] = "never"
     """auto: continue from the newest complete checkpoint in output_dir when there is one."""
     resume_allow_changes: list[str] = Field(default_factory=list)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 from typing import Any, get_args
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from lorakit.adapter_io.integrity import atomic_write_text
 from lorakit.errors import ConfigError
-from lorakit.training.config import RunConfig
+from lorakit.training.config import PATH_KEYS, RunConfig
 
 # Names users bring from PEFT / other tools, mapped to lorakit's keys.
 SYNONYMS = {
@@ -33,6 +34,10 @@ SYNONYMS = {
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``key.sub=value`` -> (["key", "sub"], parsed YAML value)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"override {text!r} is not UTF-8 text; re-encode it as UTF-8") from None
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} is not of the form key.sub=value")
@@ -77,18 +82,74 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Read ``path`` (or start empty), apply ``key.sub=value`` overrides, validate."""
-    data = read_yaml(path) if path is not None else {}
+    """Read ``path`` (or start empty), apply ``key.sub=value`` overrides, validate.
+
+    Relative paths in the file are made absolute against the file's folder (``config_paths``);
+    paths in overrides stay as given (relative to the current directory).
+    """
+    data, written = read_config_yaml(path) if path is not None else ({}, {})
+    overridden: list[list[str]] = []
     for text in overrides or []:
-        apply_override(data, *parse_override(text))
-    return validate_config(data, source=str(path) if path else "config")
+        parts, value = parse_override(text)
+        apply_override(data, parts, value)
+        overridden.append(parts)
+    config = validate_config(data, source=str(path) if path else "config", overridden=overridden)
+    kept = {k: v for k, v in written.items() if ["data", k] not in overridden and ["data"] not in overridden}
+    config.data.remember_written(kept)
+    return config
 
 
-def validate_config(data: dict[str, Any], source: str = "config") -> RunConfig:
+def read_config_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """A config file's mapping with its relative paths made absolute against the file's folder.
+
+    Returns the mapping and the data paths as the file wrote them (for error messages). Data
+    files (``data.train`` / ``validation`` / ``test``) are always read from the config's folder;
+    ``model`` is when that folder holds it (otherwise it stays an alias, hub id or a path
+    relative to the current directory). ``output_dir`` stays relative to the current directory.
+    """
+    data = read_yaml(path)
+    base = Path(path).absolute().parent
+    written: dict[str, str] = {}
+    section = data.get("data")
+    if isinstance(section, dict):
+        for key in PATH_KEYS:
+            value = section.get(key)
+            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+                written[key] = value
+                section[key] = os.path.normpath(base / value)
+    model = data.get("model")
+    if isinstance(model, str) and model and not Path(model).expanduser().is_absolute():
+        candidate = base / model
+        if candidate.exists():
+            data["model"] = os.path.normpath(candidate)
+    return data, written
+
+
+def validate_config(
+    data: dict[str, Any], source: str = "config", overridden: list[list[str]] | None = None
+) -> RunConfig:
+    """Validate a config mapping; each problem is blamed on ``source`` (the file) or, when its key
+    was set by a ``key.sub=value`` override (``overridden``), on the command line."""
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(f"{source}: {format_validation_error(e)}") from None
+        raise ConfigError(format_sources(e, source, overridden or [])) from None
+
+
+def format_sources(err: ValidationError, source: str, overridden: list[list[str]]) -> str:
+    from_line, from_file = [], []
+    for loc, line in validation_lines(err):
+        by_override = any(loc[: len(parts)] == parts for parts in overridden if parts)
+        (from_line if by_override else from_file).append(line)
+    blocks = []
+    for where, lines in (("command-line override", from_line), (source, from_file)):
+        if lines:
+            blocks.append(f"{where}: {_join(lines)}")
+    return "\n".join(blocks)
+
+
+def _join(lines: list[str]) -> str:
+    return lines[0] if len(lines) == 1 else "\n  " + "\n  ".join(lines)
 
 
 # pydantic names the member of a union it tried (``str``, ``list[str]``) inside an error's location.
@@ -101,29 +162,35 @@ def format_validation_error(err: ValidationError) -> str:
     The errors pydantic reports for each member of a union (``targets: list[str] | str``) are one
     problem of one key, so they make one line.
     """
+    return _join([line for _, line in validation_lines(err)])
+
+
+def validation_lines(err: ValidationError) -> list[tuple[list[str], str]]:
+    """(key path, message) per problem."""
     grouped: dict[tuple[str, ...], list[Any]] = {}
     for item in err.errors():
         loc = tuple(str(x) for x in item["loc"] if not _UNION_TAG.fullmatch(str(x)))
         grouped.setdefault(loc, []).append(item)
-    lines = []
+    lines: list[tuple[list[str], str]] = []
     for loc_tuple, items in grouped.items():
         loc = list(loc_tuple)
         item = items[0]
         path = ".".join(loc) or "(top level)"
         kind = item["type"]
         if kind == "extra_forbidden":
-            lines.append(f"unknown key {path}{_suggest(loc)}")
+            text = f"unknown key {path}{_suggest(loc)}"
         elif kind == "missing":
-            lines.append(f"missing required key {path}")
+            text = f"missing required key {path}"
         elif kind == "literal_error":
             allowed = item.get("ctx", {}).get("expected", "")
-            lines.append(f"{path} = {item['input']!r} is invalid; allowed values: {allowed}")
+            text = f"{path} = {item['input']!r} is invalid; allowed values: {allowed}"
         elif kind == "value_error" and not loc:
-            lines.append(item["msg"].removeprefix("Value error, "))
+            text = item["msg"].removeprefix("Value error, ")
         else:
             msg = " or ".join(dict.fromkeys(i["msg"].removeprefix("Value error, ") for i in items))
-            lines.append(f"{path} = {item.get('input')!r} is invalid: {msg}")
-    return "\n  ".join(lines) if len(lines) == 1 else "\n  " + "\n  ".join(lines)
+            text = f"{path} = {item.get('input')!r} is invalid: {msg}"
+        lines.append((loc, text))
+    return lines
 
 
 def _suggest(loc: list[str]) -> str:

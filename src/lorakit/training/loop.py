@@ -22,41 +22,53 @@ import torch
 from lorakit.adapter_io import adapter_payload, write_adapter
 from lorakit.data.batching import epoch_batches
 from lorakit.distributed import all_reduce_sums, broadcast_flag, shard_batches, shutdown_distributed
-from lorakit.errors import LorakitError, TrainingDiverged
+from lorakit.errors import LorakitError, TrainingDiverged, TrainingInterrupted
+from lorakit.extras import available
 from lorakit.layers.gemm import matmul_backend
 from lorakit.quant.model import quantized_modules
 from lorakit.summary import trainable_summary
-from lorakit.tasks.common import write_task_file
 from lorakit.training.checkpoint import list_checkpoints, restore_checkpoint, save_checkpoint
 from lorakit.training.config import RunConfig
 from lorakit.training.config_io import save_config
 from lorakit.training.drift import check_resume_base, check_resume_config
+from lorakit.training.memory import trim_heap
 from lorakit.training.plots import write_plots
 from lorakit.training.recovery import clean_leftovers
-from lorakit.training.reporting import Reporter
+from lorakit.training.reporting import METRICS_FILE, Reporter, last_eval_row
+from lorakit.training.run_folder import (
+    BEST_DIR,
+    check_output_dir,
+    clear_run_outputs,
+    complete_adapter_folder,
+    interrupted_report,
+    missing_outputs,
+)
 from lorakit.training.setup import Run, TrainState, setup_run
 
-BEST_DIR = "best_adapter"
 
-
-def train(config: RunConfig) -> dict[str, Any]:
+def train(config: RunConfig, overwrite: bool = False) -> dict[str, Any]:
     """Train an adapter as ``config`` says; returns the summary also written to summary.json.
 
-    A run that fails after setup (NaN/Inf loss: ``TrainingDiverged``; anything else) still
-    writes summary.json with status "failed" and ``error`` before the exception propagates.
+    An ``output_dir`` that holds another run's results is refused (``RunExistsError``) unless
+    ``overwrite`` (its outputs are cleared first) or ``config.resume == "auto"`` with a
+    checkpoint to continue from. A run that fails after setup (NaN/Inf loss:
+    ``TrainingDiverged``; anything else) still writes summary.json with status "failed" and
+    ``error`` before the exception propagates; Ctrl-C raises ``TrainingInterrupted``, whose text
+    says what was kept and how to finish.
 
     Under torchrun every rank calls this; rank 0 alone writes files and prints.
     """
     try:
         with matmul_backend(config.train.matmul_backend):
-            return _train(config)
+            return _train(config, overwrite)
     finally:
         shutdown_distributed()
 
 
-def _train(config: RunConfig) -> dict[str, Any]:
+def _train(config: RunConfig, overwrite: bool) -> dict[str, Any]:
     start = time.perf_counter()
-    allowed_changes = check_resume_config(config)  # before anything heavy loads
+    check_output_dir(config, overwrite)  # before anything heavy loads
+    allowed_changes = check_resume_config(config)
     run = setup_run(config)
     is_main = run.dist.is_main
     reporter = Reporter(run.output_dir, is_main)
@@ -64,15 +76,18 @@ def _train(config: RunConfig) -> dict[str, Any]:
     if is_main:
         run.output_dir.mkdir(parents=True, exist_ok=True)
         leftovers = clean_leftovers(run.output_dir)
-        save_config(config, run.output_dir / "config.yaml")
     resumed = maybe_resume(run)
     if not resumed and is_main:
-        clear_stale_outputs(run.output_dir, reporter)
+        cleared = clear_run_outputs(run.output_dir)
+        if overwrite and cleared:
+            reporter.say(f"--overwrite: removed {', '.join(cleared)} of the earlier run in {run.output_dir}")
+    if is_main:
+        save_config(config, run.output_dir / "config.yaml")
     reporter.start(run.state.step, run.total_steps)
+    for note in [*run.notes, *missing_outputs()]:
+        reporter.say(note)
     if leftovers:
         reporter.say(f"removed {len(leftovers)} leftover(s) of an interrupted run: {', '.join(leftovers)}")
-    for note in run.notes:
-        reporter.say(note)
     if resumed:
         reporter.say(f"resumed from {resumed} (step {run.state.step})")
         for change in allowed_changes:
@@ -81,6 +96,10 @@ def _train(config: RunConfig) -> dict[str, Any]:
     try:
         status = training_loop(run, reporter)
         write_final_adapter(run)
+    except KeyboardInterrupt:
+        if reporter.bar is not None:
+            reporter.bar.close()
+        raise TrainingInterrupted(interrupted_report(run)) from None
     except TrainingDiverged as e:
         status, error = "failed", str(e)
     except Exception as e:
@@ -91,7 +110,7 @@ def _train(config: RunConfig) -> dict[str, Any]:
         raise
     summary = build_summary(run, status, error, time.perf_counter() - start, resumed)
     reporter.finish(summary)
-    if is_main:
+    if is_main and available("matplotlib"):
         try:
             write_plots(run.output_dir, run.metric)
         except Exception as e:  # a plotting failure must not lose a finished run
@@ -113,16 +132,6 @@ def maybe_resume(run: Run) -> Path | None:
     if run.scaler is not None and state.get("scaler"):
         run.scaler.load_state_dict(state["scaler"])
     return found[-1]
-
-
-def clear_stale_outputs(output_dir: Path, reporter: Reporter) -> None:
-    """A fresh run must not mix with checkpoints or a best adapter left by an earlier one."""
-    for name in ("checkpoints", BEST_DIR):
-        if (output_dir / name).exists():
-            reporter.say(
-                f"fresh run: removing {output_dir / name} from an earlier run (use --resume to continue it)"
-            )
-            shutil.rmtree(output_dir / name)
 
 
 def draw_steps(run: Run) -> Iterator[list[list[int]]]:
@@ -155,6 +164,7 @@ def training_loop(run: Run, reporter: Reporter) -> str:
     while run.state.step < run.total_steps:
         lr = run.schedule.apply(run.optimizer, run.state.step)
         loss = train_step(run, next(steps), reporter)
+        trim_heap()  # batches of varying length fragment the heap; keep RSS near the live size
         run.state.step += 1
         window.append(loss)
         rates = reporter.progress(loss, lr)
@@ -174,7 +184,9 @@ def training_loop(run: Run, reporter: Reporter) -> str:
         stop = False
         if has_validation(run) and ((t.eval_every and step % t.eval_every == 0) or step == run.total_steps):
             stop = evaluate(run, reporter)
-        if t.save_every and step % t.save_every == 0:  # collective: every rank gathers, rank 0 writes
+        # collective: every rank gathers, rank 0 writes. The last step always gets one, so a
+        # finished run can be continued (train longer) and max_steps < save_every still saves.
+        if t.save_every and (step % t.save_every == 0 or step == run.total_steps):
             checkpoint(run)
         if stop:
             reporter.say(
@@ -243,8 +255,10 @@ def evaluate(run: Run, reporter: Reporter) -> bool:
     state = run.state
     with run.autocast():
         metrics = run.task.evaluate(run.eval_model, run.records["validation"], run.features["validation"])
+    trim_heap()  # evaluation batches (2 x batch_size) leave freed pages resident otherwise
     run.model.train()
     state.last_eval_step = state.step
+    run.last_eval = {"step": state.step, **metrics}
     value = metrics[run.metric]
     improved = state.best_metric is None or (
         value > state.best_metric if run.greater_is_better else value < state.best_metric
@@ -276,9 +290,12 @@ def task_info(run: Run) -> dict[str, Any]:
 
 
 def save_adapter_from_main(run: Run, folder: Path) -> None:
-    """Every rank gathers (FSDP shards are collected from all ranks); rank 0 writes."""
+    """Every rank gathers (FSDP shards are collected from all ranks); rank 0 writes a complete
+    adapter folder: weights, tokenizer and lorakit_task.json (tokenizer and task file first, so
+    the weights' arrival is the last step)."""
     payload = adapter_payload(run.model, base_model_name=run.ref.name)
     if run.dist.is_main:
+        complete_adapter_folder(folder, run.tokenizer, task_info(run))
         write_adapter(payload, folder)
 
 
@@ -297,6 +314,7 @@ def checkpoint(run: Run) -> None:
         state,
         run.config.train.keep_checkpoints,
         is_main=run.dist.is_main,
+        complete_adapter=lambda folder: complete_adapter_folder(folder, run.tokenizer, task_info(run)),
     )
 
 
@@ -317,8 +335,7 @@ def write_final_adapter(run: Run) -> None:
         save_adapter_from_main(run, tmp)
     if not is_main:
         return
-    run.tokenizer.save_pretrained(str(tmp))
-    write_task_file(tmp, task_info(run))
+    complete_adapter_folder(tmp, run.tokenizer, task_info(run))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -350,6 +367,8 @@ def build_summary(
         "train_examples": len(run.features["train"]),
         "resumed_from": str(resumed) if resumed else None,
         "quantize": run.config.quantize.method if run.config.quantize else None,
+        # Every metric of the last evaluation (signatures, per-type scores, confusion matrix).
+        "final_metrics": run.last_eval or last_eval_row(run.output_dir / METRICS_FILE),
     }
     if run.config.quantize:
         stored = sum(m.storage.nbytes() for _, m in quantized_modules(run.model))

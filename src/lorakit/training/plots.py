@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from lorakit.training.reporting import read_metrics
+from lorakit.metrics import write_confusion_png
+from lorakit.training.reporting import last_eval_row, read_metrics
 
 
 def _series(rows: list[dict], split: str, key: str) -> tuple[list[int], list[float]]:
@@ -26,17 +28,15 @@ def _eval_metrics(rows: list[dict]) -> list[str]:
 
 
 def write_plots(output_dir: Path, main_metric: str) -> list[Path]:
-    """loss.png (train and validation loss) and <metric>.png per validation metric; returns the files."""
-    import matplotlib
+    """loss.png (train and validation loss), <metric>.png per validation metric and, for
+    classification, confusion_matrix.png of the last evaluation; returns the files.
 
-    matplotlib.use("Agg")  # no display needed; safe in CI and over ssh
-    import matplotlib.pyplot as plt
-
+    Figures are drawn on their own Agg canvas: no pyplot state, no backend switch, no display.
+    """
     rows = read_metrics(output_dir / "metrics.jsonl")
     plots_dir = output_dir / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _figure()
     for split, style in (("train", "-"), ("eval", "o-")):
         x, y = _series(rows, split, "loss")
         if x:
@@ -45,25 +45,40 @@ def write_plots(output_dir: Path, main_metric: str) -> list[Path]:
     ax.set_ylabel("loss")
     if ax.lines:
         ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(plots_dir / "loss.png", dpi=100)
-    plt.close(fig)
-    written.append(plots_dir / "loss.png")
+    written = [_save(fig, ax, plots_dir / "loss.png")]
     # The task's metrics matter to a reader even when the best checkpoint is chosen by loss.
     metrics = [main_metric] if main_metric != "loss" else _eval_metrics(rows)
     for metric in metrics:
         x, y = _series(rows, "eval", metric)
         if not x:
             continue
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = _figure()
         ax.plot(x, y, "o-")
         ax.set_xlabel("step")
         ax.set_ylabel(f"validation {metric}")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
         name = "".join(c if c.isalnum() or c in "_-" else "_" for c in metric)
-        fig.savefig(plots_dir / f"{name}.png", dpi=100)
-        plt.close(fig)
-        written.append(plots_dir / f"{name}.png")
+        written.append(_save(fig, ax, plots_dir / f"{name}.png"))
+    last = last_eval_row(output_dir / "metrics.jsonl")
+    matrix = last.get("confusion_matrix") if last else None
+    if isinstance(matrix, dict):  # classification: the final evaluation's confusion matrix
+        title = f"validation @ step {last['step']}"  # type: ignore[index]
+        written.append(
+            write_confusion_png(plots_dir / "confusion_matrix.png", matrix["labels"], matrix["counts"], title)
+        )
     return written
+
+
+def _figure() -> tuple[Any, Any]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _save(fig: Any, ax: Any, path: Path) -> Path:
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path

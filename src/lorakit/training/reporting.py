@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
 from tqdm import tqdm
 
 from lorakit.adapter_io.integrity import atomic_write_text
+from lorakit.extras import available
+from lorakit.metrics import format_metrics
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -37,6 +38,12 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue  # a line cut short by a crash
     return rows
+
+
+def last_eval_row(path: Path) -> dict[str, Any] | None:
+    """The newest evaluation line of metrics.jsonl (without its "split"), or None."""
+    rows = [r for r in read_metrics(path) if r.get("split") == "eval"]
+    return {k: v for k, v in rows[-1].items() if k != "split"} if rows else None
 
 
 class Reporter:
@@ -114,7 +121,7 @@ class Reporter:
 
     def eval_table(self, step: int, split: str, metrics: dict[str, float], best: bool) -> None:
         mark = "  (best so far)" if best else ""
-        self.say(format_table(f"eval {split} @ step {step}{mark}", metrics))
+        self.say(format_metrics(f"eval {split} @ step {step}{mark}", metrics))
 
     def finish(self, summary: dict[str, Any]) -> None:
         if not self.is_main:
@@ -129,9 +136,9 @@ class Reporter:
 
 
 def _tensorboard(folder: Path, purge_step: int) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        warnings.warn("tensorboard is not installed: no event files are written", stacklevel=2)
+    """A TensorBoard writer, or None without the `tensorboard` extra (the run notes that)."""
+    if not available("tensorboard"):
         return None
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(str(folder), purge_step=purge_step or None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,16 @@ from lorakit.data.readers import Record
 from lorakit.data.splits import load_splits
 from lorakit.distributed import DistContext, ParallelStrategy, init_distributed, local_device, select_strategy
 from lorakit.errors import ConfigError, DataError
+from lorakit.extras import available, missing_message
+from lorakit.extras import check as check_extra
+from lorakit.metrics import GENERATION_METRICS
 from lorakit.model import inject
 from lorakit.models import ModelRef, load_tokenizer, resolve_model
 from lorakit.quant.model import QuantReport, quantize_model
 from lorakit.tasks import DEFAULT_METRIC, TASK_METRICS, Task, build_task, labels_for
 from lorakit.tasks.common import feature_length, read_task_file
 from lorakit.training.config import RunConfig
-from lorakit.training.fast_paths import apply_fast_paths
+from lorakit.training.fast_paths import FastPaths, apply_fast_paths
 from lorakit.training.memory import release_freed_memory
 from lorakit.training.optim import Schedule, build_optimizer, build_schedule
 
@@ -77,7 +81,10 @@ class Run:
     """What evaluation calls: ``model``, or under FSDP the sharded root (whose forward and
     ``generate`` gather the root's weights)."""
     notes: list[str] = field(default_factory=list)
-    """Set-up messages for the user (e.g. a fast path that could not be used)."""
+    """Lines the run prints when it starts (e.g. how validation_split divided the data, a fast
+    path that could not be used)."""
+    last_eval: dict[str, Any] | None = None
+    """The newest validation metrics with their step (summary.json's final_metrics)."""
 
     def autocast(self) -> contextlib.AbstractContextManager:
         precision = self.config.train.precision
@@ -120,15 +127,36 @@ def metric_choice(config: RunConfig) -> tuple[str, bool]:
             f"train.metric_for_best = {metric!r} is not a metric of task {config.task}; "
             f"allowed: {list(allowed)}"
         )
-    gen = config.eval.generate_samples
-    if metric in ("exact_match", "bleu") and gen == 0:
+    if metric in GENERATION_METRICS and config.task == "causal_lm" and config.data.messages_field:
         raise ConfigError(
-            f"train.metric_for_best = {metric!r} needs generation: set eval.generate_samples > 0"
+            f"train.metric_for_best = {metric!r} is computed on prompt/response data; "
+            "chat records (data.messages_field) are evaluated by loss and perplexity"
         )
     greater = config.train.greater_is_better
     if greater is None:
         greater = metric not in ("loss", "perplexity")
     return metric, greater
+
+
+def check_extras(config: RunConfig) -> list[str]:
+    """Refuse, before anything loads, an option whose extra is missing; notes for what is skipped."""
+    from lorakit.tasks.generation_eval import wanted_metrics
+
+    needs = {
+        "bleu": ("sacrebleu", "BLEU"),
+        "chrf": ("sacrebleu", "chrF"),
+        "rouge_l": ("rouge_score", "ROUGE-L"),
+    }
+    if config.task in ("causal_lm", "seq2seq"):
+        for metric in wanted_metrics(config):
+            if metric in needs:
+                module, name = needs[metric]
+                check_extra(module, f"{name} (eval.metrics / train.metric_for_best = {metric})")
+        if config.task == "seq2seq" and config.eval.metrics is None and not available("sacrebleu"):
+            return [f"no BLEU / chrF in the evaluations: {missing_message('sacrebleu')}"]
+    if config.task == "token_classification" and (config.data.validation or config.data.validation_split):
+        check_extra("seqeval", "entity scores (token_classification evaluation)")
+    return []
 
 
 def quantize_base(config: RunConfig, task: Task, model: nn.Module) -> QuantReport | None:
@@ -156,11 +184,18 @@ def prepare_model(config: RunConfig, task: Task, device: torch.device) -> tuple[
     return model.to(device), lora
 
 
-def setup_run(config: RunConfig) -> Run:
-    """Validate cheap things first (metric, device, data files), then load the heavy ones."""
+ModelBuilder = Callable[[RunConfig, Task, torch.device], tuple[nn.Module, LoraConfig]]
+
+
+def setup_run(config: RunConfig, build_model: ModelBuilder = prepare_model) -> Run:
+    """Validate cheap things first (metric, device, data files), then load the heavy ones.
+
+    ``build_model`` makes the model to train (default: the base with LoRA injected); benchmarks
+    pass another to train PEFT's LoRA or the full model through the same loop."""
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     metric, greater = metric_choice(config)
+    notes = check_extras(config)
     device = pick_device(config)
     ctx = init_distributed(device)
     device = local_device(device, ctx)
@@ -173,8 +208,11 @@ def setup_run(config: RunConfig) -> Run:
     features = {s: task.encode(r, splits.sources[s]) for s, r in splits.records.items()}
     if not features["train"]:
         raise DataError(f"{splits.sources['train']}: no training examples left after preprocessing")
-    model, lora = prepare_model(config, task, device)
-    fast = apply_fast_paths(config, task, model, features["train"], device)
+    model, lora = build_model(config, task, device)
+    # lorakit's fast paths belong to lorakit's own model; a benchmark's PEFT or full fine-tuning
+    # builder trains its model as built.
+    own = build_model is prepare_model
+    fast = apply_fast_paths(config, task, model, features["train"], device) if own else FastPaths(model)
     t = config.train
     strategy = select_strategy(t.strategy, ctx)
     # Before the optimizer: FSDP replaces parameters.
@@ -208,7 +246,7 @@ def setup_run(config: RunConfig) -> Run:
         strategy=strategy,
         parallel_model=parallel_model,
         eval_model=parallel_model if strategy.name == "fsdp" else model,
-        notes=fast.notes,
+        notes=[*notes, *splits.notes, *fast.notes],
     )
 
 
