@@ -52,7 +52,11 @@ def test_two_ranks_with_chunked_loss_equal_one_process_with_plain_loss(
 ) -> None:
     root, config = setup
     out = root / strategy
-    extra = ["eval.generate_samples=2", "eval.max_new_tokens=3"] if strategy == "fsdp" else []
+    extra = (
+        ["eval.metrics=[exact_match]", "eval.max_eval_samples=2", "eval.max_new_tokens=3"]
+        if strategy == "fsdp"
+        else []
+    )
     cmd = torchrun_cmd(2, "-m", "lorakit", "train", str(config), *TWO_RANKS, f"train.strategy={strategy}",
                        *extra, "--output-dir", str(out))  # fmt: skip
     proc = run(cmd)
