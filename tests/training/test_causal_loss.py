@@ -133,3 +133,17 @@ def test_training_on_the_fast_paths_gives_the_plain_adapter(
     assert a.keys() == b.keys() and a
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5, msg=key)
+
+
+def test_fast_paths_apply_to_lorakit_own_model_only(tmp_path: Path, tiny_dirs: dict[str, Path]) -> None:
+    """A benchmark's own builder (PEFT, full fine-tuning in `make results`) trains its model as built."""
+    from lorakit.layers.frozen import FrozenLinear
+    from lorakit.training.setup import prepare_model, setup_run
+
+    cfg = load_config(write_run(tmp_path, "causal_lm", tiny_dirs["llama"]), ["train.max_steps=1"])
+    own = setup_run(cfg)
+    other = setup_run(cfg, build_model=lambda *a: prepare_model(*a))
+    assert isinstance(own.parallel_model, CausalLMWithChunkedLoss)
+    assert any(isinstance(m, FrozenLinear) for m in own.model.modules())
+    assert other.parallel_model is other.model
+    assert not any(isinstance(m, FrozenLinear) for m in other.model.modules())
