@@ -181,7 +181,8 @@ def markdown(results: dict[str, dict]) -> str:
     for model, res in results.items():
         b, t = res["shape"]
         lines += [
-            f"### {model} (batch {b}, length {t}; load {res['loadavg_before'][0]:.2f})",
+            f"### {model} (batch {b}, length {t}; load average {res['loadavg_before'][0]:.2f} at the start, "
+            f"{res['loadavg_after'][0]:.2f} at the end)",
             "",
             "| variant | median s | min s | max s | vs full | CPU s (median) | step peak MiB |",
             "|---|---:|---:|---:|---:|---:|---:|",
@@ -226,6 +227,10 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_memory:
             results[model]["memory"] = memory_model(model, list(results[model]["timings"]))
         print(markdown({model: results[model]}), flush=True)
+    # Models not run now keep their figures from an earlier run into the same file (each model's
+    # variants are always timed together, so its ratios stay interleaved).
+    earlier = json.loads(args.out.read_text()).get("results", {}) if args.out.exists() else {}
+    results = {**{m: r for m, r in earlier.items() if m not in results}, **results}
     common.write_json(args.out, {"machine": common.machine(), "results": results})
     args.out.with_suffix(".md").write_text(markdown(results))
 
