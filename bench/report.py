@@ -118,7 +118,8 @@ CLOSING = """What is left, and why two targets are out of reach on this machine:
 - **q_proj+v_proj <= 0.80x PEFT** leaves the adapters almost nothing: `floor-lorakit/peft` (no
   adapter) is close to 0.80 itself, so the target needs `lorakit/floor-lorakit` near 1.0, while
   60 fused LoRA layers with their rank-8 products, A/B gradients and optimizer step cost several
-  percent of the step (the skinny products run far below the big GEMMs' speed).
+  percent of the step: in the q_proj+v_proj profile, `lorakit`'s GEMM lines over
+  `floor-lorakit`'s are those skinny products, which run far below the big GEMMs' speed.
 - **all-linear <= 0.45x PEFT and <= 0.30x full fine-tuning cannot be met here**: the floor alone,
   with no adapter at all on lorakit's fastest paths (`floor-lorakit`), is above both limits
   (table above). Any LoRA step has to compute the forward and every layer's input gradient, so
