@@ -38,8 +38,10 @@ bench: $(STAMP)
 	$(PY) bench/gguf_start.py --repeats 2 --json bench/results/gguf_start.json
 	$(PY) bench/profile_step.py --targets query+value --variants lorakit peft floor \
 		--out bench/results/profile_minilm-l6_query+value.md
-	$(PY) bench/profile_step.py --model smollm2-135m --targets q_proj+v_proj --variants lorakit peft floor \
+	$(PY) bench/profile_step.py --model smollm2-135m --targets q_proj+v_proj --variants lorakit floor-lorakit peft \
 		--steps 2 --out bench/results/profile_smollm2-135m_q_proj+v_proj.md
+	$(PY) bench/profile_step.py --model smollm2-135m --targets all-linear --variants lorakit peft \
+		--steps 2 --out bench/results/profile_smollm2-135m_all-linear.md
 	$(PY) bench/layer_time.py > bench/results/layer_time.md
 	$(PY) -m bench.ui_page --json bench/results/ui_page.json
 	$(PY) bench/serve_generate.py > bench/results/serve_generate.md

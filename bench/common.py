@@ -37,7 +37,7 @@ TARGET_SETS = {
     "smollm2-135m": {"q_proj+v_proj": ["q_proj", "v_proj"], "all-linear": "all-linear"},
 }
 # The issue's shapes: (batch, sequence length).
-SHAPES = {"minilm-l6": (32, 64), "smollm2-135m": (4, 128)}
+SHAPES = {"minilm-l6": (32, 64), "smollm2-135m": (8, 128)}
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -93,27 +93,63 @@ def lorakit_config(model: str, targets: list[str] | str, r: int = 8, dropout: fl
     )
 
 
+LORAKIT_KINDS = (
+    "lorakit",
+    "lorakit-torchgemm",
+    "lorakit-nochunk",
+    "lorakit-nofrozen",
+    "lorakit-nolean",
+    "lorakit-gc",
+    "lorakit-fusedonly",
+    "lorakit-plain",
+)
+"""lorakit as `lorakit train` runs it by default ("lorakit": fused LoRA layers, frozen layers on
+lorakit's GEMM path, GatedMLP, chunked LM loss for causal LMs), and with one feature changed: on
+torch's GEMM (time it under ``backend_for``), without the chunked loss, without the frozen-layer
+path, without the lean activations (GatedMLP), with gradient checkpointing, the fused LoRA layers
+alone (the previous release), the straightforward formula (no fast path at all)."""
+
+
+def shared_copy(base: nn.Module, share: bool) -> nn.Module:
+    """A deep copy of ``base``; with ``share`` its parameters are the base's own tensors (variants
+    that never change the frozen weights share one copy of them: far less memory, same timing)."""
+    memo = {id(p): p for p in base.parameters()} if share else {}
+    return copy.deepcopy(base, memo)
+
+
 def build(
     kind: str, model: str, base: nn.Module, targets: list[str] | str, r: int = 8, dropout: float = 0.0
 ) -> nn.Module:
-    """A deep copy of ``base`` prepared as ``kind``: "lorakit", "lorakit-torchgemm",
-    "lorakit-plain", "peft", "full" or "floor".
-
-    "lorakit-plain" is lorakit with the fused fast path switched off (the straightforward formula);
-    "lorakit-torchgemm" is the fused path on torch's own GEMM (time it under ``backend_for``)."""
-    net = copy.deepcopy(base)
+    """A copy of ``base`` prepared as ``kind``: one of ``LORAKIT_KINDS``, "peft", "full", "floor"
+    or "floor-lorakit" (the floor on lorakit's frozen-layer path and chunked loss)."""
     if kind == "full":
+        net = shared_copy(base, share=False)
         net.requires_grad_(True)
         return net
-    if kind == "floor":
-        return _floor(net, model)
+    if kind in ("floor", "floor-lorakit"):
+        net = _floor(shared_copy(base, share=False), model)
+        return lorakit_fast_paths(net, model) if kind == "floor-lorakit" else net
+    net = shared_copy(base, share=True)
+    net.requires_grad_(False)
     cfg = lorakit_config(model, targets, r, dropout)
-    if kind in ("lorakit", "lorakit-torchgemm", "lorakit-plain"):
+    if kind in LORAKIT_KINDS:
         lorakit.inject(net, cfg)
         for m in net.modules():
             if isinstance(m, LoraLinear):
                 m.fast_path = kind != "lorakit-plain"
-        return net
+        if kind == "lorakit-gc":
+            # As `lorakit train` with train.gradient_checkpointing (training/setup.py).
+            net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            net.enable_input_require_grads()
+        if kind in ("lorakit-plain", "lorakit-fusedonly"):
+            return net
+        return lorakit_fast_paths(
+            net,
+            model,
+            frozen=kind != "lorakit-nofrozen",
+            chunked=kind != "lorakit-nochunk",
+            lean=kind != "lorakit-nolean",
+        )
     if kind == "peft":
         from peft import LoraConfig, get_peft_model
 
@@ -128,6 +164,21 @@ def build(
         )
         return get_peft_model(net, pcfg)
     raise SystemExit(f"unknown variant {kind!r}")
+
+
+def lorakit_fast_paths(
+    net: nn.Module, model: str, frozen: bool = True, chunked: bool = True, lean: bool = True
+) -> nn.Module:
+    """What `lorakit train` applies after inject (training/fast_paths.py), by the same functions."""
+    from lorakit.training.causal_loss import CausalLMWithChunkedLoss
+
+    if frozen:
+        lorakit.wrap_frozen_layers(net)
+    if lean:
+        lorakit.wrap_gated_mlps(net)
+    if chunked and model == "smollm2-135m":
+        return CausalLMWithChunkedLoss(net)
+    return net
 
 
 def _floor(net: nn.Module, model: str) -> nn.Module:

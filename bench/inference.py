@@ -40,7 +40,9 @@ def randomized(net: torch.nn.Module) -> torch.nn.Module:
 def variants(model: str, base: torch.nn.Module) -> dict[str, torch.nn.Module]:
     out = {"base": copy.deepcopy(base)}
     for target_set, targets in common.TARGET_SETS[model].items():
-        adapted = randomized(common.build("lorakit", model, base, targets))
+        # As `lorakit eval` / `predict` load it: LoRA layers only (the training-only wrappers,
+        # frozen-layer path and chunked loss, are not applied to inference models).
+        adapted = randomized(common.build("lorakit-fusedonly", model, base, targets))
         out[f"unmerged/{target_set}"] = adapted
         out[f"unmerged-torchgemm/{target_set}"] = copy.deepcopy(adapted)
         out[f"merged/{target_set}"] = lorakit.merge(copy.deepcopy(adapted))

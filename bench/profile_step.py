@@ -32,8 +32,46 @@ def profile_variant(kind: str, model: str, base: torch.nn.Module, targets, steps
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             common.train_step(net, opt, batch, backend)
-    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
-    return f"#### {kind} ({model}, {targets}, {steps} steps)\n\n```\n{table}\n```\n"
+    averages = prof.key_averages()
+    table = averages.table(sort_by="self_cpu_time_total", row_limit=rows)
+    summary = category_table(averages, steps)
+    return f"#### {kind} ({model}, {targets}, {steps} steps)\n\n{summary}\n```\n{table}\n```\n"
+
+
+# Which kind of work each operator is (self CPU time), for the summary above each table; a name
+# ending in * is a prefix.
+CATEGORIES = [
+    ("GEMM on oneDNN", ("mkldnn::_linear_pointwise",)),
+    ("GEMM on torch (MKL)", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")),
+    ("LoRA rank-r updates (addmm_)", ("aten::addmm_",)),
+    ("attention (SDPA)", ("aten::_scaled_dot_product*",)),
+    ("LM-head softmax / loss", ("aten::_log_softmax*", "aten::nll_loss*", "aten::exp_", "aten::amax",
+                                 "aten::sub_", "aten::gather", "aten::scatter_add_", "aten::logsumexp")),
+    ("copies and fills", ("aten::copy_", "aten::fill_", "aten::zero_", "aten::clone", "aten::index_select",
+                          "aten::index_copy_")),
+    ("elementwise (norms, RoPE, activations, residuals)", ("aten::mul", "aten::mul_", "aten::add",
+     "aten::add_", "aten::silu", "aten::silu_backward", "aten::gelu", "aten::gelu_backward", "aten::pow",
+     "aten::rsqrt", "aten::neg", "aten::cat", "aten::div", "aten::mean", "aten::sum", "aten::sqrt",
+     "aten::native_layer_norm*", "aten::tanh", "aten::sigmoid")),
+]  # fmt: skip
+
+
+def _category(name: str) -> str:
+    for cat, names in CATEGORIES:
+        if any(name == n or (n.endswith("*") and name.startswith(n[:-1])) for n in names):
+            return cat
+    return "everything else"
+
+
+def category_table(averages, steps: int) -> str:
+    """Self CPU milliseconds per step by kind of work, and the share of the step."""
+    total = sum(e.self_cpu_time_total for e in averages)
+    sums = dict.fromkeys([c for c, _ in CATEGORIES] + ["everything else"], 0.0)
+    for e in averages:
+        sums[_category(e.key)] += e.self_cpu_time_total
+    lines = ["| kind of work | ms per step | share |", "|---|---:|---:|"]
+    lines += [f"| {c} | {v / 1e3 / steps:.0f} | {v / total:.1%} |" for c, v in sums.items()]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:

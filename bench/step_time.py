@@ -29,8 +29,29 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
-KINDS = ["lorakit", "lorakit-torchgemm", "peft"]
+KINDS = {
+    "minilm-l6": ["lorakit", "lorakit-torchgemm", "lorakit-nofrozen", "peft"],
+    "smollm2-135m": [
+        "lorakit",
+        "lorakit-torchgemm",
+        "lorakit-nochunk",
+        "lorakit-nofrozen",
+        "lorakit-nolean",
+        "lorakit-gc",
+        "peft",
+    ],
+}
+"""Per target set; "full", "floor" (torch's GEMM, plain loss) and "floor-lorakit" (lorakit's frozen
+path and chunked loss) once per model. The classifier has no LM head, so no chunked-loss row."""
 PROBE_STEPS = 3
+ATTRIBUTION = [
+    "lorakit-torchgemm",
+    "lorakit-nochunk",
+    "lorakit-nofrozen",
+    "lorakit-nolean",
+    "lorakit-gc",
+    "lorakit-plain",
+]
 
 
 def variant_name(kind: str, target_set: str) -> str:
@@ -38,7 +59,11 @@ def variant_name(kind: str, target_set: str) -> str:
 
 
 def build_variants(
-    model: str, plain: bool, dropout: float
+    model: str,
+    plain: bool,
+    dropout: float,
+    only: list[str] | None = None,
+    target_sets: list[str] | None = None,
 ) -> dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]]:
     base = common.load_base(model)
     out = {}
@@ -46,11 +71,14 @@ def build_variants(
         targets = common.TARGET_SETS[model]["all-linear"]
         for kind in ("lorakit", "peft"):
             out[f"{kind}+dropout/all-linear"] = common.build(kind, model, base, targets, dropout=dropout)
+    kinds = [*KINDS[model], "lorakit-plain"] if plain else KINDS[model]
     for target_set, targets in common.TARGET_SETS[model].items():
-        for kind in [*KINDS, "lorakit-plain"] if plain else KINDS:
-            out[variant_name(kind, target_set)] = common.build(kind, model, base, targets)
-    out["full"] = common.build("full", model, base, None)
-    out["floor"] = common.build("floor", model, base, None)
+        for kind in kinds:
+            if (not only or kind in only) and (not target_sets or target_set in target_sets):
+                out[variant_name(kind, target_set)] = common.build(kind, model, base, targets)
+    for kind in ("full", "floor", "floor-lorakit"):
+        if not only or kind in only:
+            out[kind] = common.build(kind, model, base, None)
     variants = {}
     for name, net in out.items():
         net.train()
@@ -59,8 +87,15 @@ def build_variants(
     return variants
 
 
-def time_model(model: str, repeats: int, plain: bool, dropout: float) -> dict[str, object]:
-    variants = build_variants(model, plain, dropout)
+def time_model(
+    model: str,
+    repeats: int,
+    plain: bool,
+    dropout: float,
+    only: list[str] | None = None,
+    target_sets: list[str] | None = None,
+) -> dict[str, object]:
+    variants = build_variants(model, plain, dropout, only, target_sets)
     batch = common.make_batch(model, next(iter(variants.values()))[0])
     losses = {
         n: common.train_step(net, opt, batch, common.backend_for(n)) for n, (net, opt) in variants.items()
@@ -72,25 +107,13 @@ def time_model(model: str, repeats: int, plain: bool, dropout: float) -> dict[st
     load_before = os.getloadavg()
     timings = common.interleave(fns, repeats)
     med = {n: t.median for n, t in timings.items()}
-    ratios = {}
-    for target_set in common.TARGET_SETS[model]:
-        lk, pf = med[f"lorakit/{target_set}"], med[f"peft/{target_set}"]
-        ratios[f"{target_set}: lorakit/peft"] = lk / pf
-        ratios[f"{target_set}: lorakit/full"] = lk / med["full"]
-        ratios[f"{target_set}: peft/full"] = pf / med["full"]
-        ratios[f"{target_set}: lorakit-torchgemm/peft"] = med[f"lorakit-torchgemm/{target_set}"] / pf
+    cpu = {n: t.summary()["cpu_median_s"] for n, t in timings.items()}
+    ratios, cpu_ratios = step_ratios(model, med), step_ratios(model, cpu)
+    cpu_ratios = {k: v for k, v in cpu_ratios.items() if not k.endswith("peft/full")}
     if dropout > 0:
         lk, pf = med["lorakit+dropout/all-linear"], med["peft+dropout/all-linear"]
         ratios["all-linear+dropout: lorakit/peft"] = lk / pf
         ratios["all-linear+dropout: lorakit/lorakit without dropout"] = lk / med["lorakit/all-linear"]
-    cpu = {n: t.summary()["cpu_median_s"] for n, t in timings.items()}
-    cpu_ratios = {}
-    for target_set in common.TARGET_SETS[model]:
-        cpu_ratios[f"{target_set}: lorakit/peft"] = cpu[f"lorakit/{target_set}"] / cpu[f"peft/{target_set}"]
-        cpu_ratios[f"{target_set}: lorakit/full"] = cpu[f"lorakit/{target_set}"] / cpu["full"]
-        cpu_ratios[f"{target_set}: lorakit-torchgemm/peft"] = (
-            cpu[f"lorakit-torchgemm/{target_set}"] / cpu[f"peft/{target_set}"]
-        )
     return {
         "shape": common.SHAPES[model],
         "first_step_loss": losses,
@@ -100,6 +123,20 @@ def time_model(model: str, repeats: int, plain: bool, dropout: float) -> dict[st
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
     }
+
+
+def step_ratios(model: str, med: dict[str, float]) -> dict[str, float]:
+    """Ratios of medians for every target set; a ratio whose variants were not timed is left out."""
+    out = {}
+    for ts in common.TARGET_SETS[model]:
+        pairs = [("lorakit", "peft"), ("lorakit", "full"), ("peft", "full")]
+        pairs += [(kind, "peft") for kind in ATTRIBUTION]
+        pairs += [("floor-lorakit", "peft"), ("lorakit", "floor-lorakit"), ("floor", "peft")]
+        for a, b in pairs:
+            na, nb = (n if n in ("full", "floor", "floor-lorakit") else f"{n}/{ts}" for n in (a, b))
+            if na in med and nb in med:
+                out[f"{ts}: {a}/{b}"] = med[na] / med[nb]
+    return out
 
 
 def _rss_kib(field: str) -> int:
@@ -144,12 +181,13 @@ def markdown(results: dict[str, dict]) -> str:
     for model, res in results.items():
         b, t = res["shape"]
         lines += [
-            f"### {model} (batch {b}, length {t}; load {res['loadavg_before'][0]:.2f})",
+            f"### {model} (batch {b}, length {t}; load average {res['loadavg_before'][0]:.2f} at the start, "
+            f"{res['loadavg_after'][0]:.2f} at the end)",
             "",
             "| variant | median s | min s | max s | vs full | CPU s (median) | step peak MiB |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
-        full = res["timings"]["full"]["median_s"]
+        full = res["timings"].get("full", {}).get("median_s", float("nan"))
         for name, t in res["timings"].items():
             mem = res.get("memory", {}).get(name, {}).get("step_mib", float("nan"))
             lines.append(
@@ -173,6 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--plain", action="store_true", help="also time lorakit with the fast path off")
     ap.add_argument("--dropout", type=float, default=0.0, help="also time all-linear with this dropout")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-variant memory probes")
+    ap.add_argument("--kinds", nargs="+", default=None, help="time only these kinds (e.g. lorakit peft)")
+    ap.add_argument("--target-sets", nargs="+", default=None, help="only these target sets (e.g. all-linear)")
     ap.add_argument("--out", type=Path, default=common.RESULTS / "step_time.json")
     ap.add_argument("--probe", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -183,10 +223,14 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for model in args.models:
         repeats = args.repeats or (12 if model == "minilm-l6" else 6)
-        results[model] = time_model(model, repeats, args.plain, args.dropout)
+        results[model] = time_model(model, repeats, args.plain, args.dropout, args.kinds, args.target_sets)
         if not args.no_memory:
             results[model]["memory"] = memory_model(model, list(results[model]["timings"]))
         print(markdown({model: results[model]}), flush=True)
+    # Models not run now keep their figures from an earlier run into the same file (each model's
+    # variants are always timed together, so its ratios stay interleaved).
+    earlier = json.loads(args.out.read_text()).get("results", {}) if args.out.exists() else {}
+    results = {**{m: r for m, r in earlier.items() if m not in results}, **results}
     common.write_json(args.out, {"machine": common.machine(), "results": results})
     args.out.with_suffix(".md").write_text(markdown(results))
 

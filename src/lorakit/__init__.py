@@ -4,6 +4,7 @@ from lorakit.adapter_io import load_adapter, save_adapter
 from lorakit.arithmetic import CombineMethod, CombineReport, add_weighted_adapter
 from lorakit.config import LoraConfig
 from lorakit.errors import AdapterFileError, ConfigError, LorakitError, MergeError, TargetError
+from lorakit.fast_modules import unwrap_frozen_layers, unwrap_gated_mlps, wrap_frozen_layers, wrap_gated_mlps
 from lorakit.inference import Completion, ContinuousBatcher, GenerationRequest, SamplingParams, generate
 from lorakit.layers.gemm import MatmulBackend, get_matmul_backend, matmul_backend, set_matmul_backend
 from lorakit.merging import merge, merge_and_unload, unload, unmerge
@@ -57,4 +58,8 @@ __all__ = [
     "trainable_summary",
     "unload",
     "unmerge",
+    "unwrap_frozen_layers",
+    "unwrap_gated_mlps",
+    "wrap_frozen_layers",
+    "wrap_gated_mlps",
 ]

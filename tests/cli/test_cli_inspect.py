@@ -16,6 +16,9 @@ def test_inspect_local_model(tiny_dirs: dict[str, Path], capsys: pytest.CaptureF
     assert "more blocks like model.layers.0" in out
     # 2 layers x (q: 4*32 + 32*4, v: 4*32 + 16*4) = 2 x 448
     assert "trainable params: 896 " in out
+    # k, o, gate, up, down of 2 layers and the LM head; the adapted q and v stay LoRA layers
+    assert "11 frozen Linear layers as FrozenLinear (e.g. model.layers.0.self_attn.k_proj" in out
+    assert "2 MLPs as GatedMLP" in out
     assert "estimated training memory" in out and "activations_with_gradient_checkpointing" in out
 
 

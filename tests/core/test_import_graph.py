@@ -28,7 +28,14 @@ LAYERS: list[set[str]] = [
     {"layers"},  # the LoRA wrappers around one module
     {"targeting"},  # which modules a config adapts
     {"model"},  # adapters in a model: inject / add / set / delete
-    {"adapter_io", "arithmetic", "merging", "mixed", "summary"},  # operations on adapted models
+    {
+        "adapter_io",
+        "arithmetic",
+        "fast_modules",
+        "merging",
+        "mixed",
+        "summary",
+    },  # operations on adapted models
     {"inference", "quantized_model", "runconfig"},  # generation, quantized bases, the run config
     {"lorakit", "data"},  # the public facade; data readers, splits, batching
     {"tasks"},

@@ -124,6 +124,30 @@ def test_dropout_really_applies() -> None:
     assert not torch.allclose(one["lora_A.a.weight"], two["lora_A.a.weight"])
 
 
+def _saved(fn) -> list[torch.Tensor]:
+    saved: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        fn()
+    return saved
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["p0", "p0.3"])
+def test_activations_kept_for_backward(dropout: float) -> None:
+    """p = 0: the input and the skinny x A^T, no mask at all. p > 0: the input and a bool mask
+    instead of a float mask and a dropped copy of the input (the plain formula keeps both)."""
+    layer = make_layer(dropout=dropout)
+    layer.train()
+    x = torch.randn(64, 5, requires_grad=True)
+    full = [t for t in _saved(lambda: layer(x)) if t.shape[0] == 64]
+    assert [t.dtype for t in full if t.shape[1] == 5] == (
+        [torch.float32, torch.bool] if dropout else [torch.float32]
+    )
+    assert sum(t.shape[1] == 3 for t in full) == 1  # x A^T
+    if dropout:
+        plain = [t for t in _saved(lambda: reference(layer, x)) if t.shape == x.shape]
+        assert sum(t.dtype == torch.float32 for t in plain) == 2  # mask and dropped input, as floats
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_bf16_base_float32_adapter(bias: bool) -> None:
     layer = make_layer(bias=bias, dtype=torch.bfloat16)

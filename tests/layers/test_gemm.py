@@ -33,21 +33,120 @@ def test_setting_is_typed_and_restored() -> None:
     assert gemm.get_matmul_backend() is Backend.AUTO
 
 
+@pytest.fixture
+def fresh_choices():
+    """AUTO's measurements and the probe verdict start empty and are forgotten afterwards."""
+    gemm.reset_onednn_probe()
+    yield
+    gemm.reset_onednn_probe()
+
+
+def _fake_measure(monkeypatch: pytest.MonkeyPatch, torch_s: float, onednn_s: float) -> list[tuple]:
+    calls: list[tuple] = []
+
+    def fake(a, w, bias):
+        calls.append((tuple(a.shape), tuple(w.shape)))
+        return torch_s, onednn_s
+
+    monkeypatch.setattr(gemm, "measure", fake)
+    return calls
+
+
 @needs_onednn
-def test_auto_picks_onednn_only_for_large_float32_cpu_products() -> None:
+def test_auto_never_measures_small_or_non_float32_products(
+    fresh_choices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _fake_measure(monkeypatch, 1.0, 0.1)
     big, w = torch.randn(256, 384), torch.randn(384, 384)
-    small = torch.randn(2, 8)
-    assert gemm.uses_onednn(big, w)
-    assert not gemm.uses_onednn(small, torch.randn(8, 8))
+    assert not gemm.uses_onednn(torch.randn(2, 8), torch.randn(8, 8))
     assert not gemm.uses_onednn(big.double(), w.double())
     assert not gemm.uses_onednn(big.bfloat16(), w.bfloat16())
     assert not gemm.uses_onednn(torch.randn(0, 384), w)
+    assert not gemm.uses_onednn(big, w, torch.randn(384).double())
     with gemm.matmul_backend(Backend.TORCH):
         assert not gemm.uses_onednn(big, w)
-    with gemm.matmul_backend(Backend.ONEDNN):
-        assert gemm.uses_onednn(small, torch.randn(8, 8))
     with torch.backends.mkldnn.flags(enabled=False):
         assert not gemm.uses_onednn(big, w)
+    assert calls == []
+    with gemm.matmul_backend(Backend.ONEDNN):  # forced: every size, no measurement
+        assert gemm.uses_onednn(torch.randn(2, 8), torch.randn(8, 8))
+    assert calls == []
+
+
+@needs_onednn
+@pytest.mark.parametrize(("onednn_s", "expected"), [(0.5, "onednn"), (0.95, "torch"), (2.0, "torch")])
+def test_auto_measures_each_shape_once_and_keeps_the_faster_library(
+    fresh_choices, monkeypatch: pytest.MonkeyPatch, onednn_s: float, expected: str
+) -> None:
+    """oneDNN only when clearly faster (AUTO_MARGIN): a CPU where both are equal keeps torch's."""
+    calls = _fake_measure(monkeypatch, 1.0, onednn_s)
+    w = torch.randn(384, 384)
+    for rows in (1000, 1024, 700):  # one row bucket: one measurement
+        gemm.linear(torch.randn(rows, 384), w)
+    assert len(calls) == 1
+    assert list(gemm.autotune_choices().values()) == [expected]
+    gemm.linear(torch.randn(1025, 384), w)  # the next bucket is measured anew
+    gemm.linear(torch.randn(1024, 384), w.t().contiguous().t())  # so is another weight layout
+    assert len(calls) == 3
+    out = gemm.linear(torch.randn(1024, 384), w)
+    assert gemm.uses_onednn(torch.randn(1024, 384), w) is (expected == "onednn")
+    assert out.shape == (1024, 384)
+
+
+@needs_onednn
+def test_auto_measurement_on_real_products_gives_a_choice(fresh_choices) -> None:
+    torch_s, onednn_s = gemm.measure(torch.randn(512, 384), torch.randn(384, 384), None)
+    assert 0 < torch_s < 1 and 0 < onednn_s < 1
+
+
+def test_backend_setting_is_scoped_to_its_thread() -> None:
+    """A library call (or another thread) changing the backend does not change this thread's."""
+    import threading
+
+    seen: list[Backend] = []
+
+    def worker() -> None:
+        seen.append(gemm.get_matmul_backend())
+        gemm.set_matmul_backend(Backend.ONEDNN)
+        seen.append(gemm.get_matmul_backend())
+
+    with gemm.matmul_backend(Backend.TORCH):
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+        assert gemm.get_matmul_backend() is Backend.TORCH
+    assert seen == [Backend.AUTO, Backend.ONEDNN]
+    assert gemm.get_matmul_backend() is Backend.AUTO
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        lambda a, w, b, *rest: (_ for _ in ()).throw(RuntimeError("unknown overload")),
+        lambda a, w, b, *rest: a @ w.t(),  # ignores the bias: a changed meaning
+        lambda a, w, b, *rest: "not a tensor",
+        None,  # missing from this torch build
+    ],
+    ids=["raises", "wrong-values", "wrong-type", "missing"],
+)
+def test_broken_onednn_op_falls_back_to_torch_with_one_warning(
+    fresh_choices, monkeypatch: pytest.MonkeyPatch, broken
+) -> None:
+    monkeypatch.setattr(gemm, "_find_onednn_op", lambda: broken)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    a, w, bias = torch.randn(64, 96), torch.randn(32, 96), torch.randn(32)
+    with pytest.warns(RuntimeWarning, match="_linear_pointwise") as record:
+        assert not gemm.onednn_available()
+    assert len(record) == 1
+    with gemm.matmul_backend(Backend.ONEDNN):
+        out = gemm.linear(a, w, bias)
+        assert not gemm.uses_onednn(a, w)
+    assert torch.equal(out, torch.addmm(bias, a, w.t()))  # torch's GEMM, bit for bit
+
+
+@needs_onednn
+def test_real_onednn_op_passes_the_probe() -> None:
+    assert gemm.probe_onednn_op(torch.ops.mkldnn._linear_pointwise.default) is None
 
 
 @pytest.mark.parametrize("backend", [Backend.TORCH, Backend.ONEDNN], ids=lambda b: b.value)
@@ -183,8 +282,8 @@ def _minilm_step(net: nn.Module, backend: Backend) -> tuple[torch.Tensor, dict[s
 @needs_onednn
 @pytest.mark.parametrize("targets", [["query", "value"], "all-linear"], ids=["query+value", "all-linear"])
 def test_real_minilm_on_onednn_matches_peft(targets) -> None:
-    """MiniLM-L6 at a training shape (8 x 64 tokens, so AUTO takes oneDNN): lorakit's logits and
-    A/B gradients equal PEFT's (the oracle, on torch's GEMM) within 1e-5."""
+    """MiniLM-L6 at a training shape (8 x 64 tokens) on oneDNN: lorakit's logits and A/B gradients
+    equal PEFT's (the oracle, on torch's GEMM) within 1e-5."""
     peft = pytest.importorskip("peft")
     base = _minilm()
     ours = lorakit.inject(copy.deepcopy(base), lorakit.LoraConfig(r=8, alpha=16, targets=targets))
@@ -195,8 +294,8 @@ def test_real_minilm_on_onednn_matches_peft(targets) -> None:
     for net in (ours, theirs):
         _same_adapter_values(net)
     _, torch_grads = _minilm_step(copy.deepcopy(ours), Backend.TORCH)
-    ours_logits, ours_grads = _minilm_step(ours, Backend.AUTO)
-    ref_logits, ref_grads = _minilm_step(theirs, Backend.AUTO)
+    ours_logits, ours_grads = _minilm_step(ours, Backend.ONEDNN)
+    ref_logits, ref_grads = _minilm_step(theirs, Backend.ONEDNN)
     # oneDNN really ran: its summation order differs from MKL's somewhere in ~10^5 gradient values.
     assert any(not torch.equal(g, torch_grads[n]) for n, g in ours_grads.items())
     torch.testing.assert_close(ours_logits, ref_logits, atol=1e-5, rtol=1e-5)

@@ -24,6 +24,8 @@ BASE = {"model": "m", "task": "classification"}
         ({**BASE, "train": {"precision": "fp8"}}, ["train.precision = 'fp8'", "'bf16'"]),
         ({**BASE, "train": {"matmul_backend": "mkl"}}, ["train.matmul_backend = 'mkl'", "'onednn'"]),
         ({**BASE, "train": {"batch_size": 0}}, ["train.batch_size = 0", "greater than or equal to 1"]),
+        ({**BASE, "train": {"lm_loss_chunk_tokens": 0}}, ["train.lm_loss_chunk_tokens = 0", "greater than"]),
+        ({**BASE, "train": {"chunked_lm_loss": "maybe"}}, ["train.chunked_lm_loss = 'maybe'"]),
         ({**BASE, "data": {"max_length": "long"}}, ["data.max_length = 'long'"]),
         ({**BASE, "data": {"validation": "v", "validation_split": 0.1}}, ["not both"]),
         ({"task": "classification"}, ["missing required key model"]),
@@ -47,6 +49,11 @@ def test_overrides(tmp_path: Path) -> None:
     assert cfg.data.train == "x.tsv" and cfg.resume == "auto"
     assert cfg.train.matmul_backend is MatmulBackend.AUTO
     assert load_config(p, ["train.matmul_backend=torch"]).train.matmul_backend is MatmulBackend.TORCH
+    # The fast paths are exact (bit-identical, or float32 rounding on oneDNN) and faster: on by default.
+    t = cfg.train
+    assert t.frozen_fast_path and t.chunked_lm_loss and t.lean_activations and t.lm_loss_chunk_tokens is None
+    off = load_config(p, ["train.frozen_fast_path=false", "train.lm_loss_chunk_tokens=256"]).train
+    assert not off.frozen_fast_path and off.lm_loss_chunk_tokens == 256
     with pytest.raises(ConfigError, match="not of the form"):
         parse_override("lora.r")
     with pytest.raises(ConfigError, match="model is 'm', not a section"):

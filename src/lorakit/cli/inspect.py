@@ -116,6 +116,17 @@ def memory_estimate(model: nn.Module, trainable: int, total: int, batch: int, se
     }
 
 
+def print_fast_modules(model: nn.Module) -> None:
+    """Which modules `lorakit train` swaps for lorakit's wrappers (train.frozen_fast_path,
+    train.lean_activations): swapped here by the same functions, then counted."""
+    from lorakit.fast_modules import wrap_frozen_layers, wrap_gated_mlps
+
+    frozen, mlps = wrap_frozen_layers(model), wrap_gated_mlps(model)
+    print(f"training fast path: {len(frozen)} frozen Linear layers as FrozenLinear", end="")
+    print(f" (e.g. {', '.join(frozen[:3])})" if frozen else "", end="")
+    print(f", {len(mlps)} MLPs as GatedMLP")
+
+
 def run(args: argparse.Namespace) -> int:
     import transformers
 
@@ -144,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
     inject(model, cfg)
     s = trainable_summary(model)
     print(f"trainable params: {s.trainable:,} || all params: {s.total:,} || trainable%: {s.percent:.4f}")
+    print_fast_modules(model)
     est = memory_estimate(model, s.trainable, s.total, args.batch_size, args.max_length)
     print(f"\nestimated training memory (batch {args.batch_size} x {args.max_length} tokens, fp32 weights):")
     for key, value in est.items():

@@ -82,7 +82,7 @@ class FullyShard:
 
     def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
         from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
         mesh = init_device_mesh(device.type, (self.world_size,))
         for block in repeated_blocks(model):
@@ -90,6 +90,10 @@ class FullyShard:
         # The root too reshards after forward: evaluation runs forwards without a backward, and
         # a root left unsharded would expose gathered (later freed) tensors to checkpointing.
         fully_shard(model, mesh=mesh, reshard_after_forward=True)
+        if callable(getattr(model, "generate", None)):
+            # A root that wraps the model (model + loss) calls the model's generate, not its own
+            # forward: gather the root's weights around the whole call.
+            register_fsdp_forward_method(model, "generate")
         return model
 
     def accumulating(self, wrapped: nn.Module, sync: bool) -> contextlib.AbstractContextManager[None]:

@@ -173,9 +173,27 @@ class TrainSection(Section):
     num_threads: int | None = Field(default=None, ge=1)
     """torch CPU threads (None: torch's default)."""
     matmul_backend: MatmulBackend = MatmulBackend.AUTO
-    """GEMM library of the fused LoRA layers on CPU: auto (oneDNN for large float32 products,
-    2.2-2.4x MKL's speed on the benchmark machine), torch (torch's own, bit-identical to the base
-    layers), onednn (always oneDNN)."""
+    """GEMM library of lorakit's fast paths (fused LoRA layers, frozen layers, chunked LM loss) on
+    CPU, in force for this run only: auto (per product shape, oneDNN or torch's MKL, whichever
+    measured faster at first use; oneDNN is 2.2-2.4x MKL's speed on the benchmark machine), torch
+    (torch's own, bit-identical to the base layers), onednn (always oneDNN). auto's choice is
+    measured in each process: for a resumed run bit-identical to an uninterrupted one on a real
+    model, pick torch or onednn."""
+    frozen_fast_path: bool = True
+    """Compute the frozen nn.Linear layers that carry no adapter (e.g. k/o/MLP projections, the LM
+    head) on lorakit's GEMM path (see matmul_backend): no weight gradient, wrapped as
+    FrozenLinear (`lorakit inspect` lists them). Same values to float32 rounding."""
+    lean_activations: bool = True
+    """Keep fewer activations for backward where the result is bit-identical: gated (SwiGLU) MLPs
+    of Llama-family models save gate and up only and recompute silu (GatedMLP; SmolLM2: 6 MB per
+    layer per 1,024 tokens)."""
+    chunked_lm_loss: bool = True
+    """causal_lm: compute the LM head and the loss a chunk of tokens at a time, forward and
+    backward, so the (tokens x vocabulary) logits and their gradient never exist; same loss and
+    gradients. Checked against the model's own loss at start-up; a model it does not fit trains
+    with the plain loss (the run says so)."""
+    lm_loss_chunk_tokens: int | None = Field(default=None, ge=1)
+    """Tokens per chunk of chunked_lm_loss (None: as many as fit 64 MiB of float32 logits)."""
 
 
 class EvalSection(Section):

@@ -34,6 +34,7 @@ FREE_KEYS = frozenset(
         "train.keep_checkpoints",
         "train.log_every",
         "train.num_threads",
+        "train.lean_activations",  # bit-identical steps either way (layers/gated_mlp.py)
     }
 )
 # The checkpoint's tensors (and the task's head) have the shapes these keys give them.

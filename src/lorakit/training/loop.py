@@ -254,7 +254,7 @@ def evaluate(run: Run, reporter: Reporter) -> bool:
     """Evaluate on validation, keep the best adapter; True when early stopping should stop."""
     state = run.state
     with run.autocast():
-        metrics = run.task.evaluate(run.model, run.records["validation"], run.features["validation"])
+        metrics = run.task.evaluate(run.eval_model, run.records["validation"], run.features["validation"])
     trim_heap()  # evaluation batches (2 x batch_size) leave freed pages resident otherwise
     run.model.train()
     state.last_eval_step = state.step

@@ -30,6 +30,7 @@ from lorakit.quantized_model.quantize import QuantReport, quantize_model
 from lorakit.runconfig.schema import RunConfig
 from lorakit.tasks import DEFAULT_METRIC, TASK_METRICS, Task, build_task, labels_for
 from lorakit.tasks.common import feature_length, read_task_file
+from lorakit.training.fast_paths import FastPaths, apply_fast_paths
 from lorakit.training.memory import release_freed_memory
 from lorakit.training.optim import Schedule, build_optimizer, build_schedule
 
@@ -74,9 +75,14 @@ class Run:
     dist: DistContext = field(default_factory=DistContext)
     strategy: ParallelStrategy | None = None
     parallel_model: nn.Module | None = None
-    """What training forwards call: ``model`` itself, or its DDP wrapper (FSDP shards in place)."""
+    """What training forwards call: ``model`` itself or ``CausalLMWithChunkedLoss(model)``, or the
+    DDP wrapper of that (FSDP shards it in place)."""
+    eval_model: nn.Module | None = None
+    """What evaluation calls: ``model``, or under FSDP the sharded root (whose forward and
+    ``generate`` gather the root's weights)."""
     notes: list[str] = field(default_factory=list)
-    """Lines the run prints when it starts (e.g. how validation_split divided the data)."""
+    """Lines the run prints when it starts (e.g. how validation_split divided the data, a fast
+    path that could not be used)."""
     last_eval: dict[str, Any] | None = None
     """The newest validation metrics with their step (summary.json's final_metrics)."""
 
@@ -203,9 +209,14 @@ def setup_run(config: RunConfig, build_model: ModelBuilder = prepare_model) -> R
     if not features["train"]:
         raise DataError(f"{splits.sources['train']}: no training examples left after preprocessing")
     model, lora = build_model(config, task, device)
+    # lorakit's fast paths belong to lorakit's own model; a benchmark's PEFT or full fine-tuning
+    # builder trains its model as built.
+    own = build_model is prepare_model
+    fast = apply_fast_paths(config, task, model, features["train"], device) if own else FastPaths(model)
     t = config.train
     strategy = select_strategy(t.strategy, ctx)
-    parallel_model = strategy.wrap(model, device)  # before the optimizer: FSDP replaces parameters
+    # Before the optimizer: FSDP replaces parameters.
+    parallel_model = strategy.wrap(fast.train_module, device)
     lengths = [feature_length(f) for f in features["train"]]
     # Steps count global batches (batch_size x world), so epochs, max_steps and the LR schedule
     # mean what they mean for a single-process run with batch_size x world.
@@ -234,7 +245,8 @@ def setup_run(config: RunConfig, build_model: ModelBuilder = prepare_model) -> R
         dist=ctx,
         strategy=strategy,
         parallel_model=parallel_model,
-        notes=[*notes, *splits.notes],
+        eval_model=parallel_model if strategy.name == "fsdp" else model,
+        notes=[*notes, *splits.notes, *fast.notes],
     )
 
 

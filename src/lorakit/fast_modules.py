@@ -1,0 +1,99 @@
+"""Swap modules of a model for lorakit's faster equivalents, and back: explicit, reversible wrappers.
+
+- ``wrap_frozen_layers(model)`` replaces every plain ``nn.Linear`` whose parameters are all
+  frozen and that is not part of a LoRA layer or of a module trained in full
+  (``modules_to_save``) by a ``FrozenLinear`` (its products on lorakit's GEMM path, no weight
+  gradient).
+- ``wrap_gated_mlps(model)`` replaces every Llama-family gated MLP that ``GatedMLP`` reproduces
+  exactly by a ``GatedMLP`` (one activation fewer kept for backward).
+
+``FrozenLinear`` holds the original as ``base_layer``; ``GatedMLP`` holds the MLP's own
+projections under their names (parameter names stay), and ``unwrap_*`` puts the originals back. Nothing
+of torch or transformers is patched: the model's module tree says what runs (``lorakit inspect``
+lists these modules). Call them after ``inject``: targeting sees wrapped layers as wrappers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from torch import nn
+
+from lorakit.layers import LORA_TYPES, ModulesToSave
+from lorakit.layers.frozen import FrozenLinear
+from lorakit.layers.gated_mlp import GatedMLP, gated_mlp_matches, is_gated_silu_mlp
+
+_OPAQUE = (*LORA_TYPES, ModulesToSave, FrozenLinear)
+
+
+def _set_child(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+
+def frozen_candidates(model: nn.Module) -> list[str]:
+    """Names of the plain, fully frozen ``nn.Linear`` layers outside LoRA / modules_to_save."""
+    found: list[str] = []
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        for child_name, child in module.named_children():
+            name = f"{prefix}.{child_name}" if prefix else child_name
+            if isinstance(child, _OPAQUE):
+                continue
+            if type(child) is nn.Linear and not any(p.requires_grad for p in child.parameters()):
+                found.append(name)
+            else:
+                visit(child, name)
+
+    visit(model, "")
+    return found
+
+
+def wrap_frozen_layers(model: nn.Module) -> list[str]:
+    """Wrap every frozen, unadapted ``nn.Linear`` of ``model`` in a ``FrozenLinear``, in place;
+    returns the wrapped names (a layer shared by two parents, e.g. a tied head, is wrapped once
+    and the wrapper is shared the same way)."""
+    wrappers: dict[int, FrozenLinear] = {}
+    names = frozen_candidates(model)
+    for name in names:
+        layer = model.get_submodule(name)
+        wrapper = wrappers.setdefault(id(layer), FrozenLinear(layer))
+        wrapper.train(layer.training)
+        _set_child(model, name, wrapper)
+    return names
+
+
+def wrapped(model: nn.Module, kind: type[nn.Module]) -> Iterator[tuple[str, nn.Module]]:
+    """(name, wrapper) of every ``kind`` wrapper in ``model``."""
+    for name, module in model.named_modules(remove_duplicate=False):
+        if isinstance(module, kind):
+            yield name, module
+
+
+def unwrap_frozen_layers(model: nn.Module) -> list[str]:
+    """Put the original layers back in place of every ``FrozenLinear``; returns their names."""
+    found = list(wrapped(model, FrozenLinear))
+    for name, wrapper in found:
+        _set_child(model, name, wrapper.base_layer)
+    return [name for name, _ in found]
+
+
+def wrap_gated_mlps(model: nn.Module) -> list[str]:
+    """Put a ``GatedMLP`` in place of every gated SiLU MLP of ``model`` that it computes exactly
+    (checked on a random input), in place; returns the names. Parameter names do not change."""
+    names = [name for name, module in model.named_modules() if is_gated_silu_mlp(module)]
+    done = []
+    for name in names:
+        module = model.get_submodule(name)
+        if gated_mlp_matches(module):
+            _set_child(model, name, GatedMLP(module))
+            done.append(name)
+    return done
+
+
+def unwrap_gated_mlps(model: nn.Module) -> list[str]:
+    """Put the original MLPs back in place of every ``GatedMLP``; returns their names."""
+    found = list(wrapped(model, GatedMLP))
+    for name, wrapper in found:
+        _set_child(model, name, wrapper.original())
+    return [name for name, _ in found]
