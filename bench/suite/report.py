@@ -35,7 +35,7 @@ def load_results(out: Path, task: plan.Task) -> dict[str, list[dict[str, Any]]]:
     by_method: dict[str, list[dict[str, Any]]] = {}
     for spec_path in sorted((out / task.key).glob("*/spec.json")):
         folder = spec_path.parent
-        if folder.name.startswith("tune-"):
+        if folder.name.startswith(("tune-", "superseded-")):
             continue
         res = _result(folder)
         if res is not None:
@@ -200,11 +200,13 @@ def write_report(out: Path, tasks: list[plan.Task], budget: str) -> Path:
         if task.key == "conll2003":
             lines += ["Entity F1 per type:", "", *per_type_table(results), ""]
         lines += [*signatures(results), ""]
-        lr_file = out / task.key / "full_lr.json"
-        if lr_file.is_file():
-            tuned = json.loads(lr_file.read_text())
-            shown = ", ".join(f"{float(k):g}: {100 * v:.2f}" for k, v in tuned["scores"].items())
-            lines += [f"Full fine-tuning lr tuned on 5% of the training file ({task.metric}): {shown}", ""]
+        for method in ("lorakit-qv", "lorakit-all", "full"):
+            lr_file = out / task.key / ("full_lr.json" if method == "full" else f"lr_{method}.json")
+            if lr_file.is_file():
+                tuned = json.loads(lr_file.read_text())
+                shown = ", ".join(f"{float(k):g}: {100 * v:.2f}" for k, v in tuned["scores"].items())
+                name = METHOD_NAMES[method] + (" (and PEFT LoRA q+v)" if method == "lorakit-qv" else "")
+                lines += [f"{name}: lr tuned on 5% of the training file ({task.metric}): {shown}", ""]
     rel = [p.relative_to(target.parent) if p.is_relative_to(target.parent) else p for p in written]
     lines += [f"![{p.stem}]({p})" for p in rel]
     lines += ["", END]
