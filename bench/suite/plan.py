@@ -176,9 +176,9 @@ def tasks(budget: str) -> list[Task]:
         base_eval=True,
         methods=("lorakit-qv",),
     )
-    # The E2E target (BLEU >= 60 within an hour of training): the longer single run.
-    target = _generation(tiny, 150, ["bleu", "chrf", "rouge_l"], None)
-    target["train"] |= {"eval_every": s(50, 2)}
+    # The E2E target (BLEU >= 60 at the final evaluation, within an hour of training): twice the
+    # steps of the e2e rows, all linear layers, the same lr, beam search 4.
+    target = _generation(tiny, 60, ["bleu", "chrf", "rouge_l"], None)
     target["eval"] |= {"num_beams": s(4, 1)}
     e2e_target = Task(
         "e2e-target",
@@ -187,7 +187,7 @@ def tasks(budget: str) -> list[Task]:
         "bleu",
         {"task": "causal_lm", "data": e2e_data, **target},
         ["q_proj", "v_proj"],
-        2e-3,
+        1e-3,
         methods=("lorakit-all",),
     )
     return [sst2, conll, e2e, multi30k, e2e_target, gemma]

@@ -26,6 +26,7 @@ METHOD_NAMES = {
 MARKERS = {"lorakit-qv": "o", "peft-qv": "x", "lorakit-all": "s", "full": "^", "base": "v"}
 GEN_COLUMNS = {
     "e2e": ("bleu", "chrf", "rouge_l"),
+    "e2e-target": ("bleu", "chrf", "rouge_l"),
     "multi30k": ("bleu", "chrf"),
     "multi30k-gemma": ("bleu", "chrf"),
 }
@@ -103,10 +104,12 @@ def _row_common(task: plan.Task, method: str, runs: list[dict[str, Any]]) -> lis
 
 def _row_costs(runs: list[dict[str, Any]]) -> list[str]:
     if any(r["summary"]["wall_time_s"] is None for r in runs):
-        return ["-", "-"]
+        return ["-", "-", "-"]
     wall = statistics.mean(r["summary"]["wall_time_s"] for r in runs)
     peak = max(r["summary"]["peak_memory_mb"] for r in runs)
-    return [f"{wall / 60:.1f} min", f"{peak / 1024:.2f} GB"]
+    loads = [float(r["loadavg_end"][1]) for r in runs if r.get("loadavg_end")]
+    load = f"{min(loads):.0f}-{max(loads):.0f}" if len(loads) > 1 else (f"{loads[0]:.0f}" if loads else "-")
+    return [f"{wall / 60:.1f} min", load, f"{peak / 1024:.2f} GB"]
 
 
 def task_table(task: plan.Task, results: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -114,7 +117,7 @@ def task_table(task: plan.Task, results: dict[str, list[dict[str, Any]]]) -> lis
         ("accuracy", "macro_f1") if task.key == "sst2" else ("f1", "precision", "recall")
     )
     head = ["method", "trainable params", "steps x batch", "lr", *[f"val. {m}" for m in metrics]]
-    head += ["wall time", "peak memory"]
+    head += ["wall time", "load avg (5 min, at end)", "peak memory"]
     model = Path(task.model).name if "/" in task.model else task.model
     lines = [f"**{task.dataset}** — model `{model}`", "", "| " + " | ".join(head) + " |"]
     lines.append("|" + " --- |" * len(head))

@@ -42,11 +42,12 @@ def test_report_table_from_results(tmp_path: Path) -> None:
                 "peak_memory_mb": 1024.0,
             }
             result = {"job": folder.name, "method": method, "result": str(folder / "result.json")}
+            result["loadavg_end"] = ["1.0", f"{3 + seed}.2", "1.0"]
             (folder / "result.json").write_text(json.dumps({**result, "summary": summary}))
     path = report.write_report(tmp_path, [task], "tiny")
     text = path.read_text()
     row = next(line for line in text.splitlines() if line.startswith("| lorakit LoRA q+v"))
-    assert "(2 seeds)" in row and "85.00 ± 7.07" in row and "1,000" in row and "1.00 GB" in row
+    assert "(2 seeds)" in row and "85.00 ± 7.07" in row and "1,000" in row and "| 3-4 | 1.00 GB" in row
     assert "87.00" not in row and (tmp_path / "plots" / "metric_vs_params.png").is_file()
 
 
