@@ -147,7 +147,7 @@ def main() -> None:
                     cfg = plan.job_config(task, method, seed, lr, out / task.key / name / "run")
                     run_job(out, task, name, method, cfg, log)
         print(f"all jobs done in {time.perf_counter() - t0:.0f} s (load {load()})", file=log)
-    report.write_report(out, tasks, args.budget)
+    report.write_report(out, plan.tasks(args.budget), args.budget)  # every task, not only --tasks
 
 
 if __name__ == "__main__":
