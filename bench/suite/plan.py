@@ -112,9 +112,9 @@ def tasks(budget: str) -> list[Task]:
         ["query", "value"],
         5e-3,
         lr_grids={
-            "lorakit-qv": LORA_LR_GRID,
+            "lorakit-qv": (*LORA_LR_GRID, 1e-2),  # 5e-3 won at the edge of the first grid
             "lorakit-all": LORA_LR_GRID,
-            "full": (1e-4, 2e-4, 5e-4),
+            "full": (1e-4, 2e-4, 5e-4, 1e-3),  # 5e-4 won at the edge of the first grid
         },
     )
     e2e_data = {
