@@ -36,6 +36,7 @@ class Task:
     # method -> learning rates tried on 5% of this task's training file (validation unused);
     # the best one trains the method's row. PEFT LoRA takes lorakit-qv's rate (same config).
     lr_grids: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    method_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)  # overrides ``seeds``
 
 
 def _train(steps: int, batch: int, **kw: Any) -> dict[str, Any]:
@@ -116,6 +117,9 @@ def tasks(budget: str) -> list[Task]:
             "lorakit-all": LORA_LR_GRID,
             "full": (1e-4, 2e-4, 5e-4, 1e-3),  # 5e-4 won at the edge of the first grid
         },
+        # all-linear at its tuned 5e-3 collapsed to "all O" at seed 0 and not on the tuning
+        # slice's batch order: three seeds show the spread.
+        method_seeds={"lorakit-all": s((0, 1, 2), (0,))},
     )
     e2e_data = {
         "train": str(DATA / "e2e" / "train.csv"),

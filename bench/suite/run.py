@@ -140,7 +140,7 @@ def main() -> None:
                 if args.methods and method not in args.methods.split(","):
                     continue
                 lr = method_rate(out, task, method, tuned, args.budget, log)
-                for seed in task.seeds:
+                for seed in task.method_seeds.get(method, task.seeds):
                     if args.seeds and str(seed) not in args.seeds.split(","):
                         continue
                     name = f"{method}-s{seed}"
