@@ -42,6 +42,10 @@ def load_results(out: Path, task: plan.Task) -> dict[str, list[dict[str, Any]]]:
         if res is not None:
             res["curve"] = _curve(folder / "run" / "metrics.jsonl", task.metric)
             by_method.setdefault(res["method"], []).append(res)
+    # a seed still running (or interrupted) is left out of a row that has finished seeds
+    for method, runs in by_method.items():
+        finished = [r for r in runs if r.get("partial") is None]
+        by_method[method] = finished or runs
     return by_method
 
 
