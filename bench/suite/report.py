@@ -139,9 +139,13 @@ def task_table(task: plan.Task, results: dict[str, list[dict[str, Any]]]) -> lis
 def per_type_table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
     lines = ["| method | " + " | ".join(["PER F1", "LOC F1", "ORG F1", "MISC F1"]) + " |", "|" + " --- |" * 5]
     for method, runs in results.items():
-        per = runs[0]["summary"]["final_metrics"].get("per_type") or {}
-        cells = [f"{100 * per[k]['f1']:.2f}" if k in per else "-" for k in ("PER", "LOC", "ORG", "MISC")]
-        lines.append(f"| {METHOD_NAMES[method]} | " + " | ".join(cells) + " |")
+        pers = [r["summary"]["final_metrics"].get("per_type") or {} for r in runs]
+        cells = [
+            _mean_std([p[k]["f1"] for p in pers], 100.0, 2) if all(k in p for p in pers) else "-"
+            for k in ("PER", "LOC", "ORG", "MISC")
+        ]
+        seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
+        lines.append(f"| {METHOD_NAMES[method]}{seeds} | " + " | ".join(cells) + " |")
     return lines
 
 
