@@ -46,7 +46,7 @@ def main() -> None:
     phases: dict[str, dict[str, float]] = {"start": rss_mb()}
     import torch
 
-    from lorakit.training.config_io import apply_override, parse_override, validate_config
+    from lorakit.runconfig.yaml_io import apply_override, parse_override, validate_config
     from lorakit.training.loop import draw_steps, evaluate, train_step
     from lorakit.training.memory import trim_heap
     from lorakit.training.reporting import Reporter
@@ -61,7 +61,7 @@ def main() -> None:
             "validation": str(DATA / "validation.conll"),
             "max_length": 128,
         },
-        "lora": {"r": 8, "alpha": 16, "targets": ["query", "value"]},
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "targets": ["query", "value"]},
         "train": {
             "max_steps": args.steps,
             "batch_size": 32,

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from lorakit.models import load_pretrained, load_tokenizer, resolve_model
+from lorakit.model_sources import load_pretrained, load_tokenizer, resolve_model
 
 
 def start(model: str) -> float:

@@ -45,7 +45,7 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 def layer(fan_in: int, fan_out: int, r: int) -> LoraLinear:
     torch.manual_seed(0)
     lay = LoraLinear(nn.Linear(fan_in, fan_out, bias=False).requires_grad_(False))
-    lay.add_adapter("a", r=r, alpha=2.0 * r, scaling=2.0, dropout=0.0, init="kaiming")
+    lay.add_adapter("a", r=r, scaling=2.0, dropout=0.0, init="kaiming")
     lay.active_adapters = ["a"]
     nn.init.normal_(lay.lora_B["a"].weight)
     return lay

@@ -49,6 +49,7 @@ def overrides(args: argparse.Namespace, out: Path, quantize: str | None) -> list
         f"data.max_train_samples={args.steps * args.batch * 2}",
         "lora.r=8",
         "lora.alpha=16",
+        "lora.dropout=0.05",
         "lora.targets=[q_proj,k_proj,v_proj,o_proj]",
         f"train.max_steps={args.steps}",
         f"train.batch_size={args.batch}",

@@ -34,7 +34,7 @@ from lorakit.ui.routes import STATIC_DIR  # noqa: E402
 def make_runs(root: Path, n: int) -> Path:
     """``n`` copies of one real 200-step run, and ``live`` (its first 50 lines, no summary)."""
     import tiny_assets
-    from lorakit.training.config_io import load_config
+    from lorakit.runconfig.yaml_io import load_config
     from lorakit.training.loop import train
 
     work = root / "work"

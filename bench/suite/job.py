@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from lorakit.config import LoraConfig
+from lorakit.runconfig.schema import RunConfig
 from lorakit.targeting import find_targets
-from lorakit.training.config import RunConfig
 from lorakit.training.setup import seed_everything
 
 
@@ -35,7 +35,7 @@ def peft_builder(config: RunConfig, task: Any, device: torch.device) -> tuple[nn
 
     seed_everything(config.train.seed)
     base = task.load_model()
-    lora = config.lora.to_lora_config(task.head_modules(base))
+    lora = config.lora.with_saved_default(task.head_modules(base))
     names = [t.name for t in find_targets(base, lora)]
     pcfg = PeftLoraConfig(
         r=lora.r,
@@ -51,7 +51,7 @@ def full_builder(config: RunConfig, task: Any, device: torch.device) -> tuple[nn
     seed_everything(config.train.seed)
     model = task.load_model()
     model.requires_grad_(True)
-    return model.to(device), config.lora.to_lora_config(task.head_modules(model))
+    return model.to(device), config.lora.with_saved_default(task.head_modules(model))
 
 
 def train_other(config: RunConfig, builder: Any) -> dict[str, Any]:
@@ -93,7 +93,7 @@ def evaluate_base(config: RunConfig) -> dict[str, Any]:
 
 
 def main() -> None:
-    from lorakit.training.config_io import validate_config
+    from lorakit.runconfig.yaml_io import validate_config
     from lorakit.training.loop import train
 
     spec = json.loads(Path(sys.argv[1]).read_text())

@@ -10,8 +10,8 @@ from lorakit.merging import merge, merge_and_unload, unload, unmerge
 from lorakit.mixed import MixedBatch, mixed_adapters
 from lorakit.model import add_adapter, delete_adapter, disable_adapters, inject, set_adapter
 from lorakit.quant import QuantConfig, QuantMethod
-from lorakit.quant.merge import QuantMergeReport, merge_and_unload_quantized
-from lorakit.quant.model import QuantReport, quantize_model
+from lorakit.quantized_model.merge import QuantMergeReport, merge_and_unload_quantized
+from lorakit.quantized_model.quantize import QuantReport, quantize_model
 from lorakit.summary import trainable_summary
 from lorakit.targeting import find_targets
 

@@ -32,7 +32,7 @@ def merge(model: nn.Module, adapter_names: list[str] | None = None) -> nn.Module
             todo = [n for n in names if n in layer.adapter_names() and n not in layer.merged_adapters]
             if todo and is_quantized(layer.base_layer):
                 raise MergeError(
-                    f"{module_name} has a quantized base: use lorakit.quant.merge_and_unload_quantized"
+                    f"{module_name} has a quantized base: use lorakit.merge_and_unload_quantized"
                     "(model, requantize=...) to merge into a float or re-quantized base"
                 )
             if todo:

@@ -89,10 +89,10 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
     if adapter_name in state.configs:
         raise ConfigError(f"adapter {adapter_name!r} already exists on this model")
     targets = resolve_targets(model, cfg)  # raises before anything changes
-    missing = [m for m in cfg.modules_to_save if not _find_saved_module(model, m)]
+    missing = [m for m in cfg.saved_modules() if not _find_saved_module(model, m)]
     if missing:
         raise TargetError(f"modules_to_save: {missing} match no module of the model")
-    nested = [n for n, _ in lora_layers(model) if inside_any(n, cfg.modules_to_save)]
+    nested = [n for n, _ in lora_layers(model) if inside_any(n, cfg.saved_modules())]
     if nested:
         raise TargetError(
             f"modules_to_save: {nested[0]} already holds a LoRA adapter; a module trained in full "
@@ -112,7 +112,6 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
         layer.add_adapter(
             adapter_name,
             cfg.rank_for(name),
-            cfg.alpha_for(name),
             cfg.scaling_for(name),
             cfg.dropout,
             cfg.init,
@@ -125,7 +124,7 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
         # New modules start in training mode; follow the wrapped layer so an eval() model
         # does not silently run LoRA dropout at inference.
         layer.train(layer.base_layer.training)
-    for name in _saved_module_names(model, cfg.modules_to_save):
+    for name in _saved_module_names(model, cfg.saved_modules()):
         module = model.get_submodule(name)
         if not isinstance(module, ModulesToSave):
             module = ModulesToSave(module)

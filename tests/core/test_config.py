@@ -82,9 +82,10 @@ def test_rank_and_alpha_patterns() -> None:
 
 def test_defaults_are_not_shared() -> None:
     a, b = LoraConfig(), LoraConfig()
-    a.modules_to_save.append("x")
     a.rank_pattern["q"] = 2
-    assert b.modules_to_save == [] and b.rank_pattern == {}
+    a.alpha_pattern["q"] = 1.0
+    assert b.rank_pattern == {} and b.alpha_pattern == {}
+    assert a.modules_to_save is None and a.saved_modules() == []  # None: no module trained in full
 
 
 def test_first_matching_pattern_key_wins() -> None:

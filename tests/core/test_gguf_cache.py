@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from lorakit import gguf_cache
 from lorakit.cli import main
-from lorakit.models import load_pretrained, load_tokenizer, resolve_model
+from lorakit.model_sources import load_pretrained, load_tokenizer, resolve_model
 from tiny_assets import make_gguf
 
 

@@ -34,7 +34,7 @@ def test_linear_math_and_shapes() -> None:
     base = nn.Linear(6, 5)
     layer = wrap(base, "fc")
     assert isinstance(layer, LoraLinear) and layer.base_layer is base
-    layer.add_adapter("default", 3, alpha=6.0, scaling=2.0, dropout=0.0, init="kaiming")
+    layer.add_adapter("default", 3, scaling=2.0, dropout=0.0, init="kaiming")
     layer.active_adapters = ["default"]
     a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
     assert a.shape == (3, 6) and b.shape == (5, 3)
@@ -59,7 +59,7 @@ def test_gpt2_conv1d_is_handled_transposed() -> None:
     layer = wrap(base, "c_attn")
     assert isinstance(layer, LoraLinear) and layer.fan_in_fan_out
     assert (layer.in_features, layer.out_features) == (4, 7)
-    layer.add_adapter("default", 2, alpha=2.0, scaling=1.0, dropout=0.0, init="kaiming")
+    layer.add_adapter("default", 2, scaling=1.0, dropout=0.0, init="kaiming")
     layer.active_adapters = ["default"]
     with torch.no_grad():
         layer.lora_B["default"].weight.normal_()
@@ -74,7 +74,7 @@ def test_embedding_math() -> None:
     base = nn.Embedding(10, 4, padding_idx=0)
     layer = wrap(base, "emb")
     assert isinstance(layer, LoraEmbedding)
-    layer.add_adapter("default", 2, alpha=4.0, scaling=2.0, dropout=0.0, init="kaiming")
+    layer.add_adapter("default", 2, scaling=2.0, dropout=0.0, init="kaiming")
     layer.active_adapters = ["default"]
     a, b = layer.lora_embedding_A["default"], layer.lora_embedding_B["default"]
     assert a.shape == (2, 10) and b.shape == (4, 2) and torch.count_nonzero(a) == 0
@@ -92,7 +92,7 @@ def test_conv_delta_matches_forward(conv: type[nn.Module]) -> None:
     base = conv(3, 5, 3, stride=2, padding=1)
     layer = wrap(base, "conv")
     assert isinstance(layer, LoraConv)
-    layer.add_adapter("default", 2, alpha=2.0, scaling=1.0, dropout=0.0, init="kaiming")
+    layer.add_adapter("default", 2, scaling=1.0, dropout=0.0, init="kaiming")
     layer.active_adapters = ["default"]
     assert layer.lora_A["default"].weight.shape[:2] == (2, 3)
     assert layer.lora_B["default"].weight.shape[:2] == (5, 2)

@@ -13,7 +13,7 @@ import yaml
 
 from lorakit.cli import main
 from lorakit.errors import LorakitError
-from lorakit.models import resolve_model
+from lorakit.model_sources import resolve_model
 from tiny_assets import classification_rows, make_model, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ def config_beside_model(tmp_path: Path, bert: Path, model: str) -> Path:
                 "model": model,
                 "task": "classification",
                 "data": {"train": str(project / "train.jsonl"), "max_length": 16},
-                "lora": {"r": 2, "targets": ["query"]},
+                "lora": {"r": 2, "alpha": 16, "dropout": 0.05, "targets": ["query"]},
                 "train": {"max_steps": 1, "batch_size": 8, "eval_every": None, "save_every": None},
                 "output_dir": str(tmp_path / "out"),
             }

@@ -9,7 +9,7 @@ import pytest
 from lorakit.data.parallel import read_parallel
 from lorakit.data.splits import load_splits, resolve_split
 from lorakit.errors import DataError
-from lorakit.training.config import DataSection
+from lorakit.runconfig.schema import DataSection
 
 
 def test_parallel_files_become_records(tmp_path: Path) -> None:

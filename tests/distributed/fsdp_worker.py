@@ -13,8 +13,8 @@ from torch import nn
 
 from lorakit.data.splits import load_splits
 from lorakit.distributed import shutdown_distributed
-from lorakit.training.config import RunConfig
-from lorakit.training.config_io import load_config
+from lorakit.runconfig.schema import RunConfig
+from lorakit.runconfig.yaml_io import load_config
 from lorakit.training.loop import training_loop, write_final_adapter
 from lorakit.training.reporting import Reporter
 from lorakit.training.setup import load_for_inference, setup_run

@@ -17,7 +17,7 @@ BASE: dict[str, Any] = {
     "model": "/nonexistent/MODEL-MUST-NOT-LOAD",
     "task": "classification",
     "data": {"train": "train.jsonl", "validation": "dev.jsonl", "max_length": 32},
-    "lora": {"r": 4, "alpha": 8, "targets": ["query", "value"]},
+    "lora": {"r": 4, "alpha": 8, "dropout": 0.05, "targets": ["query", "value"]},
     "train": {"max_steps": 4, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
     "output_dir": "run",
 }
@@ -123,7 +123,7 @@ def test_valid_base_config_reaches_loading(tmp_path: Path) -> None:
 
 
 def test_epochs_null_is_fine_with_max_steps() -> None:
-    from lorakit.training.config_io import validate_config
+    from lorakit.runconfig.yaml_io import validate_config
 
     cfg = validate_config({**BASE, "train": {**BASE["train"], "epochs": None}})
     assert cfg.train.max_steps == 4 and cfg.train.epochs is None

@@ -49,7 +49,7 @@ def make_layer(
     if conv1d and not bias:
         base.bias = None
     layer = LoraLinear(base.to(dtype))
-    layer.add_adapter("a", r=3, alpha=6.0, scaling=SCALING, dropout=dropout, init="kaiming")
+    layer.add_adapter("a", r=3, scaling=SCALING, dropout=dropout, init="kaiming")
     layer.active_adapters = ["a"]
     layer.requires_grad_(False)
     for p in (layer.lora_A["a"].weight, layer.lora_B["a"].weight):

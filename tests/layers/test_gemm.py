@@ -130,7 +130,7 @@ def test_fresh_adapter_bit_identical_to_base_on_torch_backend() -> None:
     torch.manual_seed(0)
     base = nn.Linear(384, 384)
     layer = LoraLinear(copy.deepcopy(base))
-    layer.add_adapter("a", r=8, alpha=16.0, scaling=2.0, dropout=0.0, init="kaiming")
+    layer.add_adapter("a", r=8, scaling=2.0, dropout=0.0, init="kaiming")
     layer.active_adapters = ["a"]
     x = torch.randn(4, 64, 384)
     with gemm.matmul_backend(Backend.TORCH):
@@ -142,7 +142,7 @@ def test_fresh_adapter_bit_identical_to_base_on_torch_backend() -> None:
 def _minilm() -> nn.Module:
     from transformers import AutoModelForSequenceClassification
 
-    from lorakit.models import resolve_model
+    from lorakit.model_sources import resolve_model
 
     try:
         ref = resolve_model("minilm-l6")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from bench.suite import plan, report
 
-from lorakit.training.config_io import validate_config
+from lorakit.runconfig.yaml_io import validate_config
 
 
 @pytest.mark.parametrize("budget", ["tiny", "full"])

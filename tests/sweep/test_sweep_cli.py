@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from lorakit.cli import main
+from lorakit.runconfig.yaml_io import load_config
 from lorakit.sweep.state import STATE_FILE
-from lorakit.training.config_io import load_config
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lorakit.models import ModelRef, load_tokenizer
+from lorakit.model_sources import ModelRef, load_tokenizer
+from lorakit.runconfig.yaml_io import validate_config
 from lorakit.tasks.causal_lm import IGNORE, CausalLMTask, pack
-from lorakit.training.config_io import validate_config
 from tiny_assets import make_tokenizer
 
 TEMPLATE = (

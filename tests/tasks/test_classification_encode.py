@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from lorakit.errors import DataError
-from lorakit.models import ModelRef, load_tokenizer
+from lorakit.model_sources import ModelRef, load_tokenizer
+from lorakit.runconfig.yaml_io import validate_config
 from lorakit.tasks.classification import ClassificationTask, labels_from_records, macro_f1
-from lorakit.training.config_io import validate_config
 from tiny_assets import make_tokenizer
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from lorakit.cli import main
-from lorakit.training.config_io import load_config
+from lorakit.runconfig.yaml_io import load_config
 from tiny_assets import classification_rows, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def project(tmp_path: Path, model: Path) -> Path:
                 "model": str(model),
                 "task": "classification",
                 "data": {"train": "data/train.jsonl", "validation": "data/dev.jsonl", "max_length": 16},
-                "lora": {"r": 2, "targets": ["query"]},
+                "lora": {"r": 2, "alpha": 16, "dropout": 0.05, "targets": ["query"]},
                 "train": {"max_steps": 1, "batch_size": 8, "eval_every": None, "save_every": None},
                 "output_dir": "out",
             }

@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from lorakit.metrics import GENERATION_METRICS, TAG_SCHEMES
+from lorakit.runconfig.schema import EvalSection, RunConfig
+from lorakit.runconfig.yaml_io import load_config
 from lorakit.tasks.generation_eval import wanted_metrics
-from lorakit.training.config import EvalSection, RunConfig
-from lorakit.training.config_io import load_config
 from lorakit.training.loop import train
 from tiny_assets import write_run
 

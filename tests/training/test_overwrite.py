@@ -9,7 +9,7 @@ import pytest
 
 from lorakit.cli import main
 from lorakit.errors import RunExistsError
-from lorakit.training.config_io import load_config
+from lorakit.runconfig.yaml_io import load_config
 from lorakit.training.loop import train
 from tiny_assets import make_model, write_run
 

@@ -6,7 +6,7 @@ import pytest
 
 from lorakit.config import LoraConfig
 from lorakit.model import inject
-from lorakit.training.config import TrainSection
+from lorakit.runconfig.schema import TrainSection
 from lorakit.training.optim import build_optimizer, build_schedule
 
 

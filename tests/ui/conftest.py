@@ -44,16 +44,17 @@ def live_run_rest(runs: Path) -> list[str]:
 class LiveServer:
     """A uvicorn server on 127.0.0.1 in a thread, on a port the OS picked."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, lifespan: str = "off") -> None:
         import uvicorn
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        config = uvicorn.Config(app, log_level="warning", lifespan=lifespan)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.state: Any = None  # the ServerState of a real ``lorakit serve`` app
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
@@ -107,11 +108,45 @@ def model_server(runs_dir: Path, fake_model: Any) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="session")
-def keyed_server(runs_dir: Path) -> Iterator[LiveServer]:
-    """The page and the fake model routes, both behind API_KEY."""
-    from tests.ui.fake_server import FakeServer
+def served_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from tests.ui import served
 
-    with LiveServer(ui_app(runs_dir, API_KEY, FakeServer(api_key=API_KEY))) as server:
+    return served.build_models(tmp_path_factory.mktemp("served"))
+
+
+def serve(runs: Path, base: Path, adapters: dict[str, Path], api_key: str | None = None) -> LiveServer:
+    """The real ``lorakit serve`` app (engine started by its lifespan), page included."""
+    from lorakit.serving.api import create_app
+    from lorakit.serving.config import ServeConfig
+    from lorakit.serving.state import ServerState
+
+    config = ServeConfig(base=str(base), adapters=adapters, runs=runs, max_batch=4, api_key=api_key)
+    state = ServerState(config)
+    server = LiveServer(create_app(state), lifespan="on")
+    server.state = state
+    return server
+
+
+@pytest.fixture(scope="module")
+def lm_serve(runs_dir: Path, served_models: dict[str, Path]) -> Iterator[LiveServer]:
+    """``lorakit serve lm --adapter concise=... --adapter verbose=... --runs runs_dir``."""
+    adapters = {"concise": served_models["lm-a"], "verbose": served_models["lm-b"]}
+    with serve(runs_dir, served_models["lm"], adapters) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def encoder_serve(runs_dir: Path, served_models: dict[str, Path]) -> Iterator[LiveServer]:
+    """``lorakit serve enc --adapter sentiment=... --adapter ner=...``."""
+    adapters = {"sentiment": served_models["sentiment"], "ner": served_models["ner"]}
+    with serve(runs_dir, served_models["enc"], adapters) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def keyed_server(runs_dir: Path, served_models: dict[str, Path]) -> Iterator[LiveServer]:
+    """``lorakit serve --api-key API_KEY``: the page's /api and the model's /v1 routes need it."""
+    with serve(runs_dir, served_models["html-lm"], {}, api_key=API_KEY) as server:
         yield server
 
 

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import tiny_assets
-from lorakit.training.config_io import load_config
+from lorakit.runconfig.yaml_io import load_config
 from lorakit.training.loop import train
 
 XSS_NAME = "<img src=x onerror=alert(1)>"

@@ -6,6 +6,7 @@ Screenshots of each view land in build/ui-screenshots/.
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -176,7 +177,10 @@ def test_untrusted_run_names_are_text(page: Any, runs_server: Any) -> None:
     assert page.log.dialogs == [] and page.log.errors == []
 
 
-def test_compare_columns_stream_the_apis_answers(page: Any, model_server: Any, fake_model: Any) -> None:
+def test_compare_columns_of_every_task_stream_together(page: Any, model_server: Any, fake_model: Any) -> None:
+    """All column kinds on one page (the stand-in serves LM and encoder adapters at once; a real
+    server serves one base): streams open together, no layout jump. The same checks against the
+    real ``lorakit serve`` app are in test_compare_served.py."""
     open_view(page, model_server, "compare")
     boxes = page.locator("#compare-form input[name=model]")
     assert [b.get_attribute("value") for b in boxes.all()] == [
@@ -226,7 +230,6 @@ def test_compare_columns_stream_the_apis_answers(page: Any, model_server: Any, f
         (m.get_attribute("data-label"), m.evaluate("n => n.firstChild.textContent")) for m in marks.all()
     ]
     assert shown == [(e["label"], e["text"]) for e in ner["entities"]] and len(shown) == 3
-    screenshot(page, "compare", full_page=True)
 
 
 def test_model_output_with_html_is_text(page: Any, model_server: Any) -> None:
@@ -245,6 +248,15 @@ def test_model_output_with_html_is_text(page: Any, model_server: Any) -> None:
 def test_compare_without_a_model_says_none_is_served(page: Any, runs_server: Any) -> None:
     open_view(page, runs_server, "compare")
     assert "No model is being served" in page.locator("#no-model").text_content()
+    # The command it suggests is one `lorakit serve` accepts.
+    from lorakit.cli import build_parser
+    from lorakit.cli.serve import settings
+    from lorakit.serving.config import build_config
+
+    command = shlex.split(page.locator("#no-model code").text_content())
+    assert command[:2] == ["lorakit", "serve"]
+    config = build_config(settings(build_parser().parse_args(command[1:])), "the page's hint")
+    assert config.base == "smollm2-135m" and config.adapters and config.runs == Path("runs")
     assert page.log.errors == []
     screenshot(page, "compare-no-model")
 

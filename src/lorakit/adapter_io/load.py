@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from lorakit.model import (
     set_adapter,
 )
 from lorakit.paths import check_path_text
-from lorakit.targeting import _base_modules
+from lorakit.targeting import base_modules
 
 
 def load_adapter(
@@ -101,8 +100,8 @@ def _resolve_against_model(
     if bad:
         raise AdapterFileError(f"{folder / WEIGHTS_NAME}: unknown tensor key {bad[0]!r}")
     in_file = {m for m in map(module_of_key, tensors) if m is not None}
-    present = {n for n, _ in _base_modules(model)}
-    saved = [m for m in cfg.modules_to_save if any(n == m or n.endswith("." + m) for n in present)]
+    present = {n for n, _ in base_modules(model)}
+    saved = [m for m in cfg.saved_modules() if any(n == m or n.endswith("." + m) for n in present)]
     expected = set(_peft_targets(model, cfg, peft_match, saved))
     if in_file - expected:
         extra = sorted(in_file - expected)[0]
@@ -122,8 +121,7 @@ def _resolve_against_model(
             f"for {no_magnitude[0]!r}"
         )
     targets = sorted(in_file)
-    return replace(
-        cfg,
+    return cfg.replaced(
         targets=targets,
         exclude=None,
         layers=None,
@@ -168,7 +166,7 @@ def _peft_targets(
     model: nn.Module, cfg: LoraConfig, peft_match: dict[str, Any], modules_to_save: list[str]
 ) -> list[str]:
     """The modules PEFT would adapt for this config (PEFT's matching rules, not lorakit's)."""
-    modules = _base_modules(model)
+    modules = base_modules(model)
     spec = cfg.targets
     if spec == ALL_LINEAR:
         get_out = getattr(model, "get_output_embeddings", None)

@@ -9,7 +9,6 @@ original (non-residual) base model, in lorakit or PEFT.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import torch
 from torch import nn
@@ -33,8 +32,7 @@ def as_plain_lora(
         out[b_key] = torch.cat([tensors[b_key], -origin.b0.detach().cpu().to(tensors[b_key].dtype)], dim=1)
     # Doubling r halves alpha / r (and divides alpha / sqrt(r) by sqrt(2)); alpha compensates.
     factor = math.sqrt(2.0) if cfg.use_rslora else 2.0
-    plain = replace(
-        cfg,
+    plain = cfg.replaced(
         init="kaiming",
         r=2 * cfg.r,
         alpha=cfg.alpha * factor,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -95,7 +95,7 @@ def adapter_payload(
         CHECKSUM_KEY: checksum(tensors),
         FINGERPRINT_KEY: json.dumps(base_fingerprint(model, targets)),
         SCALING_KEY: json.dumps({t: cfg.scaling_for(t) for t in targets}),
-        CONFIG_KEY: json.dumps(asdict(cfg)),
+        CONFIG_KEY: json.dumps(cfg.to_dict()),
     }
     fan_in_fan_out = any(getattr(model.get_submodule(t), "fan_in_fan_out", False) for t in targets)
     config = to_peft_dict(cfg, targets, saved_module_names(model, name), base_model_name, fan_in_fan_out)

@@ -17,7 +17,7 @@ from torch import nn
 
 from lorakit.cli.common import check_new_folder, print_json, staged_folder
 from lorakit.errors import AdapterFileError, ConfigError
-from lorakit.training.config import RunConfig
+from lorakit.runconfig.schema import RunConfig
 
 # PEFT's task_type for adapters without lorakit's task file.
 PEFT_TASKS = {"CAUSAL_LM": "causal_lm", "SEQ_2_SEQ_LM": "seq2seq"}
@@ -92,7 +92,7 @@ def adapter_info(folder: Path) -> dict[str, Any]:
 
 def base_config(spec: str, infos: list[dict[str, Any]]) -> RunConfig:
     """The run config that builds the base: --base as YAML, or the inputs' task with --base as model."""
-    from lorakit.training.config_io import load_config, validate_config
+    from lorakit.runconfig.yaml_io import load_config, validate_config
 
     tasks = {i["task"] for i in infos if i["task"]}
     if len(tasks) > 1:
@@ -114,7 +114,7 @@ def load_all(
 ) -> tuple[Any, nn.Module, dict[str, float]]:
     """Task and float base model with every adapter loaded (as a0, a1, ...); returns the weights."""
     from lorakit.adapter_io import load_adapter
-    from lorakit.models import load_tokenizer, resolve_model
+    from lorakit.model_sources import load_tokenizer, resolve_model
     from lorakit.tasks import build_task
 
     ref = resolve_model(config.model)

@@ -13,8 +13,8 @@ from typing import Any
 
 from lorakit.data.readers import Record, read_records
 from lorakit.errors import AdapterFileError, DataError, LorakitError
-from lorakit.training.config import RunConfig
-from lorakit.training.config_io import load_config
+from lorakit.runconfig.schema import RunConfig
+from lorakit.runconfig.yaml_io import load_config
 
 
 def add_config_args(p: argparse.ArgumentParser, optional: bool = False) -> None:

@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lorakit.config import LoraConfig
     from lorakit.model import inject
-    from lorakit.models import load_pretrained, model_kind, resolve_model
+    from lorakit.model_sources import load_pretrained, model_kind, resolve_model
     from lorakit.summary import trainable_summary
     from lorakit.targeting import find_targets
     from lorakit.tasks.classification import head_modules

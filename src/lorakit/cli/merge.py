@@ -2,7 +2,7 @@
 
 An adapter trained on a quantized base (config ``quantize:``) is merged into the float base it
 was quantized from; ``--requantize`` then snaps the merged weights to the quantization grid and
-reports the error that adds (see quant/roundtrip.py)."""
+reports the error that adds (see quantized_model/roundtrip.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from torch import nn
 
 from lorakit.cli.common import check_new_folder, staged_folder, utf8_text
 from lorakit.errors import LorakitError, MergeError
-from lorakit.models import quiet_transformers
+from lorakit.model_sources import quiet_transformers
 from lorakit.tasks.common import accepted_inputs
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -89,8 +89,8 @@ def compare(reference: torch.Tensor, other: torch.Tensor, dtype: str) -> tuple[f
 
 def requantize(merged: nn.Module, task: Any, config: Any, method: str, batch: dict) -> torch.Tensor:
     """Snap ``merged``'s weights to the quantization grid, report the error; returns the new logits."""
-    from lorakit.quant.roundtrip import requantize_in_place
-    from lorakit.training.config import QuantSection
+    from lorakit.quantized_model.roundtrip import requantize_in_place
+    from lorakit.runconfig.schema import QuantSection
 
     if method == "run" and config.quantize is None:
         raise LorakitError("--requantize: this run was not trained with `quantize:`; use --requantize nf4")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 from lorakit.errors import LorakitError
-from lorakit.models import ALIASES, install_command
+from lorakit.model_sources import ALIASES, install_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -9,7 +9,7 @@ from typing import get_args
 from lorakit.cli.common import add_config_args
 from lorakit.distributed import exec_torchrun, launched_by_torchrun
 from lorakit.errors import ConfigError, TrainingInterrupted
-from lorakit.training.config_io import load_config
+from lorakit.runconfig.yaml_io import load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +51,7 @@ def config_reference() -> str:
     """Every config key with its default and docstring, generated from the schema."""
     from pydantic import BaseModel
 
-    from lorakit.training.config import RunConfig
+    from lorakit.runconfig.schema import RunConfig
 
     lines = ["config keys (YAML; override any of them as key.sub=value):"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from lorakit.data.parallel import read_parallel
 from lorakit.data.readers import Record, read_records
 from lorakit.errors import DataError
-from lorakit.training.config import DataSection
+from lorakit.runconfig.schema import DataSection
 
 SPLITS = ("train", "validation", "test")
 

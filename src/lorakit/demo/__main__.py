@@ -13,7 +13,7 @@ from pathlib import Path
 from lorakit.cli import main as cli_main
 from lorakit.demo.dataset import write_topics
 from lorakit.errors import LorakitError
-from lorakit.training.config_io import validate_config
+from lorakit.runconfig.yaml_io import validate_config
 from lorakit.training.reporting import read_metrics
 
 REPO_DATA = Path(__file__).resolve().parents[3] / "examples" / "data" / "topics"

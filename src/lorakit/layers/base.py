@@ -7,6 +7,7 @@ small helper functions they call, never a base class to inherit from.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -28,9 +29,7 @@ class LoraLayer(Protocol):
     merged_adapters: list[str]
     disabled: bool
 
-    def add_adapter(
-        self, name: str, r: int, alpha: float, scaling: float, dropout: float, init: str
-    ) -> None: ...
+    def add_adapter(self, name: str, r: int, scaling: float, dropout: float, init: str) -> None: ...
 
     def delete_adapter(self, name: str) -> None: ...
 
@@ -39,6 +38,57 @@ class LoraLayer(Protocol):
         ...
 
     def adapter_names(self) -> list[str]: ...
+
+
+def init_bookkeeping(layer: nn.Module) -> None:
+    """Give a new wrapper the per-adapter state of the ``LoraLayer`` contract, all empty."""
+    layer.scaling = {}
+    layer.r = {}
+    layer.active_adapters = []
+    layer.merged_adapters = []
+    layer.disabled = False
+    layer._unmerged_weight = None
+
+
+def record_adapter(layer: nn.Module, name: str, r: int, scaling: float) -> None:
+    layer.r[name], layer.scaling[name] = r, scaling
+
+
+def add_low_rank(
+    layer: nn.Module,
+    name: str,
+    lora_a: nn.Module,
+    lora_b: nn.Module,
+    scaling: float,
+    dropout: float,
+    init: str,
+) -> None:
+    """Register adapter ``name`` as ``lora_A`` / ``lora_B`` / ``lora_dropout`` entries (Linear, Conv).
+
+    A starts random and B at zero, so the update is zero at first; r is A's output size.
+    """
+    r = lora_a.weight.shape[0]
+    layer.lora_A[name] = lora_a
+    layer.lora_B[name] = lora_b
+    layer.lora_dropout[name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+    init_lora_a(lora_a.weight, r, init)
+    nn.init.zeros_(lora_b.weight)
+    record_adapter(layer, name, r, scaling)
+
+
+def forget_adapter(layer: nn.Module, name: str, tables: Iterable[nn.ModuleDict | nn.ParameterDict]) -> None:
+    """Drop adapter ``name``: its entries in ``tables``, its rank and scaling, its activation."""
+    for table in tables:
+        del table[name]
+    del layer.r[name], layer.scaling[name]
+    layer.active_adapters = [a for a in layer.active_adapters if a != name]
+
+
+def add_low_rank_update(layer: nn.Module, name: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+    """``result + scaling * B(A(dropout(x)))`` for an unmerged ``lora_A`` / ``lora_B`` adapter."""
+    a, b = layer.lora_A[name], layer.lora_B[name]
+    h = layer.lora_dropout[name](x.to(a.weight.dtype))
+    return result + (b(a(h)) * layer.scaling[name]).to(result.dtype)
 
 
 def init_lora_a(weight: torch.Tensor, r: int, init: str) -> None:

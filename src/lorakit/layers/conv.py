@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lorakit.errors import TargetError
-from lorakit.layers.base import init_lora_a
+from lorakit.layers.base import add_low_rank, add_low_rank_update, forget_adapter, init_bookkeeping
 
 
 class LoraConv(nn.Module):
@@ -21,18 +21,13 @@ class LoraConv(nn.Module):
         self.lora_A = nn.ModuleDict()
         self.lora_B = nn.ModuleDict()
         self.lora_dropout = nn.ModuleDict()
-        self.scaling: dict[str, float] = {}
-        self.r: dict[str, int] = {}
-        self.active_adapters: list[str] = []
-        self.merged_adapters: list[str] = []
-        self.disabled = False
-        self._unmerged_weight: torch.Tensor | None = None
+        init_bookkeeping(self)
 
-    def add_adapter(self, name: str, r: int, alpha: float, scaling: float, dropout: float, init: str) -> None:
+    def add_adapter(self, name: str, r: int, scaling: float, dropout: float, init: str) -> None:
         base = self.base_layer
         conv = type(base)
         factory = {"device": base.weight.device, "dtype": torch.float32}
-        self.lora_A[name] = conv(
+        a = conv(
             base.in_channels,
             r,
             base.kernel_size,
@@ -43,17 +38,11 @@ class LoraConv(nn.Module):
             padding_mode=base.padding_mode,
             **factory,
         )
-        self.lora_B[name] = conv(r, base.out_channels, 1, 1, bias=False, **factory)
-        self.lora_dropout[name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        init_lora_a(self.lora_A[name].weight, r, init)
-        nn.init.zeros_(self.lora_B[name].weight)
-        self.r[name], self.scaling[name] = r, scaling
+        b = conv(r, base.out_channels, 1, 1, bias=False, **factory)
+        add_low_rank(self, name, a, b, scaling, dropout, init)
 
     def delete_adapter(self, name: str) -> None:
-        for table in (self.lora_A, self.lora_B, self.lora_dropout):
-            del table[name]
-        del self.r[name], self.scaling[name]
-        self.active_adapters = [a for a in self.active_adapters if a != name]
+        forget_adapter(self, name, (self.lora_A, self.lora_B, self.lora_dropout))
 
     def adapter_names(self) -> list[str]:
         return list(self.lora_A.keys())
@@ -72,7 +61,5 @@ class LoraConv(nn.Module):
         for name in self.active_adapters:
             if name in self.merged_adapters:
                 continue
-            a, b = self.lora_A[name], self.lora_B[name]
-            h = self.lora_dropout[name](x.to(a.weight.dtype))
-            result = result + (b(a(h)) * self.scaling[name]).to(result.dtype)
+            result = add_low_rank_update(self, name, x, result)
         return result

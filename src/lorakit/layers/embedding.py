@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lorakit.layers.base import forget_adapter, init_bookkeeping, record_adapter
+
 
 class LoraEmbedding(nn.Module):
     """h = base_layer(ids) + scaling * embed(ids, A^T) @ B^T.
@@ -20,14 +22,9 @@ class LoraEmbedding(nn.Module):
         self.in_features, self.out_features = base_layer.num_embeddings, base_layer.embedding_dim
         self.lora_embedding_A = nn.ParameterDict()
         self.lora_embedding_B = nn.ParameterDict()
-        self.scaling: dict[str, float] = {}
-        self.r: dict[str, int] = {}
-        self.active_adapters: list[str] = []
-        self.merged_adapters: list[str] = []
-        self.disabled = False
-        self._unmerged_weight: torch.Tensor | None = None
+        init_bookkeeping(self)
 
-    def add_adapter(self, name: str, r: int, alpha: float, scaling: float, dropout: float, init: str) -> None:
+    def add_adapter(self, name: str, r: int, scaling: float, dropout: float, init: str) -> None:
         device = self.base_layer.weight.device
         a = torch.zeros(r, self.in_features, device=device)
         b = torch.empty(self.out_features, r, device=device)
@@ -37,12 +34,10 @@ class LoraEmbedding(nn.Module):
             nn.init.normal_(b)
         self.lora_embedding_A[name] = nn.Parameter(a)
         self.lora_embedding_B[name] = nn.Parameter(b)
-        self.r[name], self.scaling[name] = r, scaling
+        record_adapter(self, name, r, scaling)
 
     def delete_adapter(self, name: str) -> None:
-        del self.lora_embedding_A[name], self.lora_embedding_B[name]
-        del self.r[name], self.scaling[name]
-        self.active_adapters = [a for a in self.active_adapters if a != name]
+        forget_adapter(self, name, (self.lora_embedding_A, self.lora_embedding_B))
 
     def adapter_names(self) -> list[str]:
         return list(self.lora_embedding_A.keys())

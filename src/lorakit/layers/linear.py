@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lorakit.layers.base import init_lora_a
+from lorakit.layers.base import add_low_rank, add_low_rank_update, forget_adapter, init_bookkeeping
 from lorakit.layers.dense import base_device, is_conv1d, linear_features
 from lorakit.layers.fast_linear import can_fuse, lora_linear
 from lorakit.layers.mixed import RowRouting, mixed_linear_forward
@@ -23,12 +23,7 @@ class LoraLinear(nn.Module):
         self.lora_A = nn.ModuleDict()
         self.lora_B = nn.ModuleDict()
         self.lora_dropout = nn.ModuleDict()
-        self.scaling: dict[str, float] = {}
-        self.r: dict[str, int] = {}
-        self.active_adapters: list[str] = []
-        self.merged_adapters: list[str] = []
-        self.disabled = False
-        self._unmerged_weight: torch.Tensor | None = None
+        init_bookkeeping(self)
         # Variant state (layers/variants.py): DoRA magnitudes, and the initial factors of pissa/olora.
         self.lora_magnitude_vector = nn.ModuleDict()
         self.residual_origin = nn.ModuleDict()
@@ -37,21 +32,15 @@ class LoraLinear(nn.Module):
         self.row_routing: RowRouting | None = None
         """Set by ``lorakit.mixed_adapters``: one adapter per row of the batch (layers/mixed.py)."""
 
-    def add_adapter(self, name: str, r: int, alpha: float, scaling: float, dropout: float, init: str) -> None:
+    def add_adapter(self, name: str, r: int, scaling: float, dropout: float, init: str) -> None:
         factory = {"device": base_device(self.base_layer), "dtype": torch.float32}
-        self.lora_A[name] = nn.Linear(self.in_features, r, bias=False, **factory)
-        self.lora_B[name] = nn.Linear(r, self.out_features, bias=False, **factory)
-        self.lora_dropout[name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        init_lora_a(self.lora_A[name].weight, r, init)
-        nn.init.zeros_(self.lora_B[name].weight)
-        self.r[name], self.scaling[name] = r, scaling
+        a = nn.Linear(self.in_features, r, bias=False, **factory)
+        b = nn.Linear(r, self.out_features, bias=False, **factory)
+        add_low_rank(self, name, a, b, scaling, dropout, init)
 
     def delete_adapter(self, name: str) -> None:
         drop_variants(self, name)
-        for table in (self.lora_A, self.lora_B, self.lora_dropout):
-            del table[name]
-        del self.r[name], self.scaling[name]
-        self.active_adapters = [a for a in self.active_adapters if a != name]
+        forget_adapter(self, name, (self.lora_A, self.lora_B, self.lora_dropout))
 
     def adapter_names(self) -> list[str]:
         return list(self.lora_A.keys())
@@ -84,9 +73,7 @@ class LoraLinear(nn.Module):
             if name in self.lora_magnitude_vector:
                 result = self.lora_magnitude_vector[name](self, name, x, result)
                 continue
-            a, b = self.lora_A[name], self.lora_B[name]
-            h = self.lora_dropout[name](x.to(a.weight.dtype))
-            result = result + (b(a(h)) * self.scaling[name]).to(result.dtype)
+            result = add_low_rank_update(self, name, x, result)
         return result
 
     def extra_repr(self) -> str:

@@ -18,7 +18,7 @@ from torch import nn
 from lorakit.adapter_io import load_adapter
 from lorakit.errors import LorakitError
 from lorakit.model import adapter_state, delete_adapter, has_adapters
-from lorakit.models import ModelRef, load_pretrained, load_tokenizer, model_kind, resolve_model
+from lorakit.model_sources import ModelRef, load_pretrained, load_tokenizer, model_kind, resolve_model
 from lorakit.serving.store import AdapterInfo
 from lorakit.tasks.common import set_pad_token
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import yaml
 
 from lorakit.adapter_io.integrity import atomic_write_text
+from lorakit.runconfig.yaml_io import apply_override, parse_override, read_config_yaml, validate_config
 from lorakit.sweep.report import SweepReport
 from lorakit.sweep.space import format_value
 from lorakit.sweep.state import TrialRecord
-from lorakit.training.config_io import apply_override, parse_override, read_config_yaml, validate_config
 
 BEST_CONFIG = "best_config.yaml"
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from lorakit.errors import ConfigError
 from lorakit.extras import available, missing_message
+from lorakit.runconfig.schema import RunConfig
+from lorakit.runconfig.yaml_io import load_config
 from lorakit.sweep.best_config import write_best_config
 from lorakit.sweep.metrics import Direction
 from lorakit.sweep.options import SweepOptions
@@ -22,8 +24,6 @@ from lorakit.sweep.search import PrunerSettings
 from lorakit.sweep.space import Choice, GridSpecError, SearchSpace, format_value, parse_space
 from lorakit.sweep.state import SweepState
 from lorakit.sweep.storage import masked
-from lorakit.training.config import RunConfig
-from lorakit.training.config_io import load_config
 from lorakit.training.setup import metric_choice
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from lorakit.data.readers import Record
-from lorakit.models import ModelRef
+from lorakit.model_sources import ModelRef
+from lorakit.runconfig.schema import RunConfig
 from lorakit.tasks.common import Task
-from lorakit.training.config import RunConfig
 
 # Metric names each task reports at evaluation, used to validate train.metric_for_best early.
 TASK_METRICS = {

@@ -11,10 +11,10 @@ from torch import nn
 from lorakit.data.batching import Feature
 from lorakit.data.readers import Record, require_field
 from lorakit.errors import DataError
-from lorakit.models import ModelRef, load_pretrained
-from lorakit.tasks.common import batched, collate_for, generate, set_pad_token
-from lorakit.tasks.generation_eval import generation_metrics
-from lorakit.training.config import RunConfig
+from lorakit.model_sources import ModelRef, load_pretrained
+from lorakit.runconfig.schema import RunConfig
+from lorakit.tasks.common import batched, collate_for, set_pad_token
+from lorakit.tasks.generation_eval import generation_metrics, predict_by_generation
 
 IGNORE = -100
 
@@ -142,11 +142,7 @@ class CausalLMTask:
 
     def predict(self, model: nn.Module, records: list[Record]) -> list[dict[str, Any]]:
         field = self.config.data.prompt_field
-        prompts = [self.prompt_ids(str(require_field(r, field, "input", i))) for i, r in enumerate(records)]
-        e = self.config.eval
-        bs = self.config.train.eval_batch_size or self.config.train.batch_size
-        texts = generate(model, self.tokenizer, prompts, e.max_new_tokens, e.num_beams, bs)
-        return [{"generated": t} for t in texts]
+        return predict_by_generation(model, self.tokenizer, self.config, records, field, self.prompt_ids)
 
 
 def pack(features: list[Feature], block: int) -> list[Feature]:

@@ -12,7 +12,8 @@ from lorakit.data.readers import Record, require_field
 from lorakit.distributed import all_reduce_rows
 from lorakit.errors import DataError
 from lorakit.metrics import confusion_counts
-from lorakit.models import ModelRef, load_pretrained
+from lorakit.model_sources import ModelRef, load_pretrained
+from lorakit.runconfig.schema import RunConfig
 from lorakit.tasks.common import (
     accepted_inputs,
     batched,
@@ -23,7 +24,6 @@ from lorakit.tasks.common import (
     normalise_labels,
     set_pad_token,
 )
-from lorakit.training.config import RunConfig
 
 HEAD_NAMES = ("classifier", "score")
 

@@ -1,15 +1,19 @@
-"""Metrics on generated text during evaluation (causal_lm, seq2seq): which ones, and the
-prompts they are computed on, each prompt once with every target it has as a reference."""
+"""What the generative tasks (causal_lm, seq2seq) share: predictions by generation, and the
+metrics on generated text during evaluation (which ones, and the prompts they are computed on,
+each prompt once with every target it has as a reference)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from lorakit.data.readers import Record
+from torch import nn
+
+from lorakit.data.readers import Record, require_field
 from lorakit.extras import available
 from lorakit.metrics import GENERATION_METRICS, generation_scores, group_references
-from lorakit.training.config import RunConfig
+from lorakit.runconfig.schema import RunConfig
+from lorakit.tasks.common import generate
 
 DEFAULT_GENERATION_METRICS = {"seq2seq": ["bleu", "chrf"], "causal_lm": []}
 
@@ -44,3 +48,20 @@ def generation_metrics(
     firsts, refs = group_references(prompts, targets, config.eval.max_eval_samples)
     hyps = [p["generated"] for p in predict([records[i] for i in firsts])]
     return generation_scores(hyps, refs, wanted)
+
+
+def predict_by_generation(
+    model: nn.Module,
+    tokenizer: Any,
+    config: RunConfig,
+    records: list[Record],
+    field: str,
+    encode: Callable[[str], list[int]],
+) -> list[dict[str, Any]]:
+    """``{"generated": text}`` per record: its ``field`` encoded as the prompt, then generated
+    with the eval section's length and beams, in batches of the eval batch size."""
+    prompts = [encode(str(require_field(r, field, "input", i))) for i, r in enumerate(records)]
+    e = config.eval
+    bs = config.train.eval_batch_size or config.train.batch_size
+    texts = generate(model, tokenizer, prompts, e.max_new_tokens, e.num_beams, bs)
+    return [{"generated": t} for t in texts]

@@ -11,10 +11,10 @@ from lorakit.data.batching import Feature
 from lorakit.data.readers import Record, require_field
 from lorakit.errors import DataError, LorakitError
 from lorakit.metrics import entity_scores, entity_spans
-from lorakit.models import ModelRef, load_pretrained
+from lorakit.model_sources import ModelRef, load_pretrained
+from lorakit.runconfig.schema import RunConfig
 from lorakit.tasks.classification import head_modules
 from lorakit.tasks.common import accepted_inputs, batched, collate_for, set_pad_token
-from lorakit.training.config import RunConfig
 
 IGNORE = -100
 

@@ -16,8 +16,8 @@ from typing import Any
 from lorakit.adapter_io.integrity import FINGERPRINT_KEY, fingerprint_mismatch, read_safetensors
 from lorakit.adapter_io.save import WEIGHTS_NAME
 from lorakit.errors import ConfigError
+from lorakit.runconfig.schema import RunConfig
 from lorakit.training.checkpoint import list_checkpoints, read_trainer_state
-from lorakit.training.config import RunConfig
 
 # Evaluation cadence, logging, checkpoint bookkeeping, threads, where outputs go: none of these
 # touches the weights a step produces.
@@ -38,7 +38,17 @@ FREE_KEYS = frozenset(
 )
 # The checkpoint's tensors (and the task's head) have the shapes these keys give them.
 FIXED_KEYS = frozenset(
-    {"task", "lora.r", "lora.targets", "lora.exclude", "lora.layers", "lora.bias", "lora.modules_to_save"}
+    {
+        "task",
+        "lora.r",
+        "lora.rank_pattern",
+        "lora.targets",
+        "lora.exclude",
+        "lora.layers",
+        "lora.layers_pattern",
+        "lora.bias",
+        "lora.modules_to_save",
+    }
 )
 
 

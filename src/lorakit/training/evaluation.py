@@ -5,9 +5,9 @@ from __future__ import annotations
 from torch import nn
 
 from lorakit.data.splits import load_splits
-from lorakit.models import load_tokenizer, resolve_model
+from lorakit.model_sources import load_tokenizer, resolve_model
+from lorakit.runconfig.schema import RunConfig
 from lorakit.tasks import Task, build_task, labels_for
-from lorakit.training.config import RunConfig
 from lorakit.training.setup import pick_device, quantize_base, seed_everything
 
 

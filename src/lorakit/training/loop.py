@@ -25,11 +25,11 @@ from lorakit.distributed import all_reduce_sums, broadcast_flag, shard_batches, 
 from lorakit.errors import LorakitError, TrainingDiverged, TrainingInterrupted
 from lorakit.extras import available
 from lorakit.layers.gemm import matmul_backend
-from lorakit.quant.model import quantized_modules
+from lorakit.quantized_model.quantize import quantized_modules
+from lorakit.runconfig.schema import RunConfig
+from lorakit.runconfig.yaml_io import save_config
 from lorakit.summary import trainable_summary
 from lorakit.training.checkpoint import list_checkpoints, restore_checkpoint, save_checkpoint
-from lorakit.training.config import RunConfig
-from lorakit.training.config_io import save_config
 from lorakit.training.drift import check_resume_base, check_resume_config
 from lorakit.training.memory import trim_heap
 from lorakit.training.plots import write_plots

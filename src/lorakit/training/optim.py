@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lorakit.training.config import TrainSection
+from lorakit.runconfig.schema import TrainSection
 
 
 def build_optimizer(model: nn.Module, cfg: TrainSection) -> torch.optim.AdamW:

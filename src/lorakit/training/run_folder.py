@@ -16,9 +16,9 @@ from typing import Any
 
 from lorakit.errors import ConfigError, RunExistsError
 from lorakit.extras import available, missing_message
+from lorakit.runconfig.schema import RunConfig
 from lorakit.tasks.common import TASK_FILE, write_task_file
 from lorakit.training.checkpoint import list_checkpoints
-from lorakit.training.config import RunConfig
 from lorakit.training.setup import Run
 
 BEST_DIR = "best_adapter"

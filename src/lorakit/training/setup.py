@@ -25,11 +25,11 @@ from lorakit.extras import available, missing_message
 from lorakit.extras import check as check_extra
 from lorakit.metrics import GENERATION_METRICS
 from lorakit.model import inject
-from lorakit.models import ModelRef, load_tokenizer, resolve_model
-from lorakit.quant.model import QuantReport, quantize_model
+from lorakit.model_sources import ModelRef, load_tokenizer, resolve_model
+from lorakit.quantized_model.quantize import QuantReport, quantize_model
+from lorakit.runconfig.schema import RunConfig
 from lorakit.tasks import DEFAULT_METRIC, TASK_METRICS, Task, build_task, labels_for
 from lorakit.tasks.common import feature_length, read_task_file
-from lorakit.training.config import RunConfig
 from lorakit.training.memory import release_freed_memory
 from lorakit.training.optim import Schedule, build_optimizer, build_schedule
 
@@ -166,7 +166,7 @@ def prepare_model(config: RunConfig, task: Task, device: torch.device) -> tuple[
     seed_everything(config.train.seed)  # the head's and LoRA A's initialisation
     model = task.load_model()
     quantize_base(config, task, model)  # before inject: LoRA wraps the QuantLinear layers
-    lora = config.lora.to_lora_config(task.head_modules(model))
+    lora = config.lora.with_saved_default(task.head_modules(model))
     inject(model, lora)
     if config.train.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
@@ -247,7 +247,7 @@ def load_for_inference(
     model that was trained); ``quantized=False`` loads the float base (what merge uses)."""
     info = read_task_file(adapter_dir)
     if config is None:
-        from lorakit.training.config_io import validate_config
+        from lorakit.runconfig.yaml_io import validate_config
 
         config = validate_config(info["config"], source=str(adapter_dir))
     if info["task"] != config.task:

@@ -50,7 +50,7 @@ export class CompareView {
       el("div", { class: "notice-box", id: "no-model", role: "status" },
         el("p", { class: "strong", text: "No model is being served." }),
         el("p", { text: `${why} To compare the base model and adapters side by side, start the server with a model, e.g. ` },
-          el("code", { text: "lorakit serve smollm2-135m --adapter NAME=runs/NAME/adapter --runs runs" }),
+          el("code", { text: "lorakit serve --base smollm2-135m --adapter NAME=runs/NAME/adapter --runs runs" }),
           ", and open its page."),
         el("p", { class: "muted", text: "The Runs view works without a model." })),
     );
@@ -59,15 +59,18 @@ export class CompareView {
   renderForm() {
     const boxes = this.models.map((m, i) => {
       const k = meta(m);
-      const box = el("input", { type: "checkbox", name: "model", value: m.id, id: `model-${i}` });
-      const detail = [k.task, k.kind === "adapter" && m.parent ? `adapter of ${m.parent}` : null].filter(Boolean).join(" · ");
+      // An encoder base has no trained head of its own: only its adapters can label a text.
+      const headless = k.kind === "base" && ENCODER_TASKS.has(k.task);
+      const box = el("input", { type: "checkbox", name: "model", value: m.id, id: `model-${i}`, disabled: headless });
+      const detail = [headless ? "encoder without a head: its adapters answer" : k.task,
+        k.kind === "adapter" && m.parent ? `adapter of ${m.parent}` : null].filter(Boolean).join(" · ");
       return { model: m, box, li: el("li", {}, el("label", { for: `model-${i}` }, box, " ", m.id, " ",
         el("span", { class: `badge kind-${k.kind === "base" ? "base" : "adapter"}`, text: k.kind === "base" ? "base" : "adapter" }),
         detail ? el("span", { class: "muted", text: ` ${detail}` }) : null)) };
     });
     // Start with the base(s) and the first adapters ticked.
     const adapters = boxes.filter((b) => meta(b.model).kind !== "base");
-    for (const b of boxes) b.box.checked = meta(b.model).kind === "base" || adapters.indexOf(b) < MAX_ADAPTERS;
+    for (const b of boxes) b.box.checked = !b.box.disabled && (meta(b.model).kind === "base" || adapters.indexOf(b) < MAX_ADAPTERS);
     this.boxes = boxes;
     const limit = el("p", { class: "muted", id: "model-limit" });
     const enforce = () => {
@@ -90,6 +93,8 @@ export class CompareView {
     const [tempOption, temperature] = num("temperature", "Temperature", 0, { min: "0", max: "2", step: "0.1" });
     const [seedOption, seed] = num("seed", "Seed", 0, { min: "0", step: "1" });
     const chat = el("input", { type: "checkbox", id: "use-chat" });
+    // Generation settings only where something generates (an encoder server only labels texts).
+    const generates = this.models.some((m) => !ENCODER_TASKS.has(meta(m).task));
     this.options = { maxTokens, temperature, seed, chat };
     this.sendButton = el("button", { type: "submit", id: "send", class: "primary", text: "Send" });
     this.stopButton = el("button", { type: "button", id: "stop", text: "Stop", disabled: true, on: { click: () => this.controller?.abort() } });
@@ -98,7 +103,7 @@ export class CompareView {
         el("ul", { class: "model-list" }, boxes.map((b) => b.li)), limit),
       el("label", { for: "prompt", class: "block", text: "Prompt (for classifier and NER adapters: the text to label)" }),
       this.prompt,
-      el("div", { class: "options" }, maxOption, tempOption, seedOption,
+      el("div", { class: "options", hidden: !generates }, maxOption, tempOption, seedOption,
         el("label", { for: "use-chat", class: "inline" }, chat, " Chat template (/v1/chat/completions)")),
       el("div", { class: "actions" }, this.sendButton, this.stopButton, el("span", { class: "muted", text: "Ctrl+Enter sends" })),
     );

@@ -7,7 +7,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from lorakit.config import LoraConfig
-from lorakit.errors import ConfigError
 from lorakit.layers.gemm import MatmulBackend
 from lorakit.quant import QuantConfig
 
@@ -97,41 +96,6 @@ class DataSection(Section):
         if "{prompt}" not in v:
             raise ValueError("must contain the placeholder {prompt}")
         return v
-
-
-class LoraSection(Section):
-    r: int = Field(default=8, ge=1)
-    """Rank of the low-rank update."""
-    alpha: float = Field(default=16.0, gt=0)
-    """Scale numerator: the update is multiplied by alpha / r."""
-    dropout: float = Field(default=0.05, ge=0, lt=1)
-    """Dropout on the input of the low-rank branch."""
-    targets: list[str] | str = "all-linear"
-    """Module names (suffixes), one regex string, or "all-linear"."""
-    exclude: list[str] | str | None = None
-    """Modules never adapted (same syntax as targets)."""
-    layers: list[int] | None = None
-    """Only adapt these transformer block indices."""
-    bias: Literal["none", "all", "lora_only"] = "none"
-    """Which biases train."""
-    modules_to_save: list[str] | None = None
-    """Modules trained fully and saved with the adapter; default: the task's head (e.g. classifier)."""
-    init: Literal["kaiming", "gaussian", "pissa", "olora"] = "kaiming"
-    """kaiming / gaussian: random A, B = 0. pissa / olora: A, B from the SVD / QR of the base
-    weight, which keeps the residual; the saved adapter is an equivalent plain LoRA (rank 2r)."""
-    use_rslora: bool = False
-    """Rank-stabilised scaling alpha / sqrt(r)."""
-    use_dora: bool = False
-    """DoRA: weight-decomposed LoRA with a trainable magnitude per output row (Linear/Conv1D)."""
-
-    def to_lora_config(self, default_modules_to_save: list[str]) -> LoraConfig:
-        data = self.model_dump()
-        if data["modules_to_save"] is None:
-            data["modules_to_save"] = default_modules_to_save
-        try:
-            return LoraConfig(**data)
-        except ConfigError as e:
-            raise ConfigError(f"lora: {e}") from e
 
 
 class QuantSection(Section):
@@ -254,8 +218,9 @@ class RunConfig(Section):
     """classification | token_classification | causal_lm | seq2seq."""
     data: DataSection = Field(default_factory=DataSection)
     """Where the data is and which fields to read."""
-    lora: LoraSection = Field(default_factory=LoraSection)
-    """The adapter."""
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    """The adapter: the library's LoraConfig itself (every field is a key; modules_to_save unset
+    means the task's head)."""
     train: TrainSection = Field(default_factory=TrainSection)
     """Optimisation, schedule, evaluation and checkpoint cadence."""
     eval: EvalSection = Field(default_factory=EvalSection)

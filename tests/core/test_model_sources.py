@@ -10,7 +10,7 @@ from transformers import AutoModelForSequenceClassification
 from transformers.utils import logging as hf_logging
 
 import tiny_assets
-from lorakit.models import load_pretrained, load_tokenizer, quiet_transformers, resolve_model
+from lorakit.model_sources import load_pretrained, load_tokenizer, quiet_transformers, resolve_model
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from lorakit.layers.dense import is_conv1d
 from lorakit.model import has_adapters, replace_module
 from lorakit.quant.config import QuantConfig, QuantMethod
 from lorakit.quant.linear import QuantLinear, is_quantized
-from lorakit.targeting import _is_output_head
+from lorakit.targeting import is_output_head
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def quantizable_modules(model: nn.Module, cfg: QuantConfig) -> list[tuple[str, n
         for name, m in model.named_modules()
         if name
         and (isinstance(m, nn.Linear) or is_conv1d(m))
-        and not _is_output_head(name, model, m)
+        and not is_output_head(name, model, m)
         and not any(name == s or name.endswith("." + s) for s in cfg.skip)
     ]
 

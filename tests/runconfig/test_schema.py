@@ -8,8 +8,8 @@ import pytest
 
 from lorakit.errors import ConfigError
 from lorakit.layers.gemm import MatmulBackend
-from lorakit.training.config import RunConfig
-from lorakit.training.config_io import load_config, parse_override, validate_config
+from lorakit.runconfig.schema import RunConfig
+from lorakit.runconfig.yaml_io import load_config, parse_override, validate_config
 
 BASE = {"model": "m", "task": "classification"}
 

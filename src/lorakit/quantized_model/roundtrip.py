@@ -13,7 +13,7 @@ from torch import nn
 from lorakit.layers.dense import is_conv1d
 from lorakit.quant.config import QuantConfig
 from lorakit.quant.linear import make_storage
-from lorakit.quant.model import quantizable_modules
+from lorakit.quantized_model.quantize import quantizable_modules
 
 
 def requantize_in_place(model: nn.Module, cfg: QuantConfig) -> dict[str, float]:

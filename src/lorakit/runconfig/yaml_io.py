@@ -12,8 +12,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from lorakit.adapter_io.integrity import atomic_write_text
+from lorakit.config import LoraConfigError
 from lorakit.errors import ConfigError
-from lorakit.training.config import PATH_KEYS, RunConfig
+from lorakit.runconfig.schema import PATH_KEYS, RunConfig
 
 # Names users bring from PEFT / other tools, mapped to lorakit's keys.
 SYNONYMS = {
@@ -168,7 +169,7 @@ def format_validation_error(err: ValidationError) -> str:
 def validation_lines(err: ValidationError) -> list[tuple[list[str], str]]:
     """(key path, message) per problem."""
     grouped: dict[tuple[str, ...], list[Any]] = {}
-    for item in err.errors():
+    for item in _expanded(err.errors()):
         loc = tuple(str(x) for x in item["loc"] if not _UNION_TAG.fullmatch(str(x)))
         grouped.setdefault(loc, []).append(item)
     lines: list[tuple[list[str], str]] = []
@@ -191,6 +192,19 @@ def validation_lines(err: ValidationError) -> list[tuple[list[str], str]]:
             text = f"{path} = {item.get('input')!r} is invalid: {msg}"
         lines.append((loc, text))
     return lines
+
+
+def _expanded(items: list[Any]) -> list[Any]:
+    """The records of a nested ``LoraConfig`` (its own constructor reports them as one error)
+    put back under their key path, e.g. (lora, r)."""
+    out = []
+    for item in items:
+        inner = item.get("ctx", {}).get("error")
+        if item["type"] == "value_error" and isinstance(inner, LoraConfigError):
+            out.extend({**sub, "loc": (*item["loc"], *sub["loc"])} for sub in inner.problems)
+        else:
+            out.append(item)
+    return out
 
 
 def _suggest(loc: list[str]) -> str:

@@ -1,4 +1,5 @@
-"""``lorakit.safe_load``: pickled weights and remote code are refused before anything runs."""
+"""``lorakit.model_safety`` through the one loader (``model_sources.load_pretrained``): pickled
+weights and remote code are refused before anything runs."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ import torch
 
 from conftest import tiny_bert
 from lorakit.errors import LorakitError, UntrustedModelError
-from lorakit.safe_load import check_model_dir, load_pretrained
+from lorakit.model_safety import check_model_dir
+from lorakit.model_sources import ModelRef, load_pretrained, load_tokenizer
+
+
+def _ref(folder: Path) -> ModelRef:
+    return ModelRef(str(folder), str(folder))
 
 
 class Payload:
@@ -56,7 +62,7 @@ def test_pickle_only_folder_is_refused_and_the_payload_never_runs(
     tiny_bert().config.save_pretrained(folder)
     _evil(folder / name, marker)
     with pytest.raises(UntrustedModelError, match="pickle") as info:
-        load_pretrained(BertForSequenceClassification, folder)
+        load_pretrained(_ref(folder), BertForSequenceClassification)
     assert name in str(info.value)
     assert not marker.exists()
 
@@ -68,7 +74,7 @@ def test_safetensors_are_used_and_a_pickle_beside_them_is_ignored(tmp_path: Path
     folder = tmp_path / "model"
     original.save_pretrained(folder)
     _evil(folder / "pytorch_model.bin", marker)
-    loaded = load_pretrained(BertForSequenceClassification, folder)
+    loaded = load_pretrained(_ref(folder), BertForSequenceClassification)
     assert not marker.exists()
     for (name, a), (_, b) in zip(original.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
@@ -97,6 +103,12 @@ def test_remote_code_needs_an_explicit_yes(tmp_path: Path) -> None:
     with pytest.raises(UntrustedModelError, match="trust_remote_code"):
         check_model_dir(folder, trust_remote_code="yes")  # type: ignore[arg-type]
     assert check_model_dir(folder, trust_remote_code=True) == folder
+    with pytest.raises(UntrustedModelError, match="trust_remote_code"):
+        load_pretrained(_ref(folder), Recorder)
+    tokenizer_config = folder / "tokenizer_config.json"
+    tokenizer_config.write_text(json.dumps({"auto_map": {"AutoTokenizer": ["evil.Tok", None]}}))
+    with pytest.raises(UntrustedModelError, match="auto_map"):
+        load_tokenizer(_ref(folder))
 
 
 class Recorder:
@@ -119,22 +131,27 @@ def safe_folder(tmp_path: Path) -> Path:
 
 def test_defaults_passed_to_transformers(safe_folder: Path) -> None:
     Recorder.calls.clear()
-    assert load_pretrained(Recorder, safe_folder, dtype=torch.float32) == "model"
+    assert load_pretrained(_ref(safe_folder), Recorder, num_labels=3) == "model"
     path, kwargs = Recorder.calls[-1]
     assert path == str(safe_folder)
     assert kwargs["trust_remote_code"] is False and kwargs["use_safetensors"] is True
     assert kwargs["local_files_only"] is True and kwargs["dtype"] is torch.float32
-    load_pretrained(Recorder, safe_folder, trust_remote_code=True)
-    assert Recorder.calls[-1][1]["trust_remote_code"] is True
+    assert kwargs["num_labels"] == 3
 
 
 @pytest.mark.parametrize(
-    "options", [{"use_safetensors": False}, {"use_safetensors": None}, {"weights_only": False}]
+    "options",
+    [
+        {"use_safetensors": False},
+        {"use_safetensors": None},
+        {"weights_only": False},
+        {"trust_remote_code": True},
+    ],
 )
 def test_options_that_reopen_the_door_are_refused(safe_folder: Path, options: dict) -> None:
     Recorder.calls.clear()
     with pytest.raises(LorakitError):
-        load_pretrained(Recorder, safe_folder, **options)
+        load_pretrained(_ref(safe_folder), Recorder, **options)
     assert Recorder.calls == []
 
 

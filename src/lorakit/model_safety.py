@@ -1,11 +1,12 @@
-"""Loading base models and tokenizers without running code that came with them.
+"""Refusing model folders that would run code that came with them, before anything loads.
 
 Two ways a downloaded model folder can execute code on load: pickled weights
 (``pytorch_model.bin``, ``*.pt``, ``*.pth``, ``*.ckpt``: unpickling calls whatever the file
 names) and ``auto_map`` entries that make transformers import Python files from the folder
 (``trust_remote_code``). lorakit refuses the first always and the second unless the caller
 passes ``trust_remote_code=True`` explicitly. Checks look only at file names and JSON; no
-weight file is opened before transformers is told to read safetensors (or GGUF) only.
+weight file is opened. The one loader, ``lorakit.model_sources``, runs them on every local
+folder before transformers is told to read safetensors (or GGUF) only.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from lorakit.paths import check_path_text, safe_name
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 GGUF_MAGIC = b"GGUF"
-# Options that would re-open the doors this module closes.
-_REFUSED_OPTIONS = {"use_safetensors": True, "weights_only": True}
 
 
 def check_model_dir(
@@ -49,6 +48,21 @@ def check_model_dir(
                     f"{folder / name}: the model needs its own Python code (auto_map); lorakit does not "
                     "run it unless trust_remote_code=True is set explicitly for a source you trust"
                 )
+    return folder
+
+
+def check_tokenizer_dir(path: str | os.PathLike[str], *, gguf_file: str | None = None) -> Path:
+    """The tokenizer folder ``path`` (weights need not be there), after refusing custom code
+    (``auto_map`` in tokenizer_config.json) and a GGUF name that is not a GGUF file."""
+    folder = check_path_text(path)
+    if not folder.is_dir():
+        raise LorakitError(f"{folder}: tokenizer folder not found")
+    if gguf_file is not None:
+        _check_gguf(folder, gguf_file)
+    if "auto_map" in _read_json(folder / "tokenizer_config.json"):
+        raise UntrustedModelError(
+            f"{folder}: the tokenizer needs its own Python code (auto_map); lorakit does not run it"
+        )
     return folder
 
 
@@ -94,56 +108,10 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
-def _options(kwargs: dict[str, Any], trust_remote_code: bool) -> dict[str, Any]:
-    for key, required in _REFUSED_OPTIONS.items():
-        if key in kwargs and kwargs[key] is not required:
-            raise UntrustedModelError(f"{key}={kwargs[key]!r} is refused: lorakit loads no pickles")
-    if "trust_remote_code" in kwargs:
-        raise LorakitError("pass trust_remote_code as the keyword of lorakit's loader, not in kwargs")
-    return {**kwargs, "trust_remote_code": trust_remote_code is True, "local_files_only": True}
-
-
-def load_pretrained(
-    model_class: Any,
-    path: str | os.PathLike[str],
-    *,
-    trust_remote_code: bool = False,
-    gguf_file: str | None = None,
-    **kwargs: Any,
-) -> Any:
-    """``model_class.from_pretrained`` on a checked local folder: safetensors (or GGUF) only.
-
-    ``model_class`` is a transformers class such as ``AutoModelForCausalLM``; ``kwargs`` go to
-    ``from_pretrained`` (e.g. ``dtype``). Always passes ``trust_remote_code`` (False unless given
-    as True) and ``local_files_only=True``; passes ``use_safetensors=True`` unless loading GGUF.
-    """
-    folder = check_model_dir(path, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
-    options = _options(kwargs, trust_remote_code)
-    if gguf_file is not None:
-        options["gguf_file"] = gguf_file
-    else:
-        options["use_safetensors"] = True
-    return model_class.from_pretrained(str(folder), **options)
-
-
-def load_tokenizer(
-    tokenizer_class: Any,
-    path: str | os.PathLike[str],
-    *,
-    trust_remote_code: bool = False,
-    gguf_file: str | None = None,
-    **kwargs: Any,
-) -> Any:
-    """``tokenizer_class.from_pretrained`` (e.g. ``AutoTokenizer``) with the same folder checks."""
-    folder = check_path_text(path)
-    if not folder.is_dir():
-        raise LorakitError(f"{folder}: tokenizer folder not found (lorakit loads local folders only)")
-    if gguf_file is not None:
-        _check_gguf(folder, gguf_file)
-        kwargs = {**kwargs, "gguf_file": gguf_file}
-    if trust_remote_code is not True and "auto_map" in _read_json(folder / "tokenizer_config.json"):
-        raise UntrustedModelError(
-            f"{folder}: the tokenizer needs its own Python code (auto_map); pass trust_remote_code=True "
-            "only for a source you trust"
-        )
-    return tokenizer_class.from_pretrained(str(folder), **_options(kwargs, trust_remote_code))
+def refuse_unsafe_options(kwargs: dict[str, Any]) -> None:
+    """Refuse loader options that would re-open the doors this module closes."""
+    for key in ("use_safetensors", "weights_only", "trust_remote_code"):
+        if key in kwargs:
+            raise UntrustedModelError(
+                f"{key}={kwargs[key]!r} is refused: lorakit loads no pickles and no remote code"
+            )

@@ -22,6 +22,7 @@ from lorakit import gguf_cache
 from lorakit.errors import LorakitError
 from lorakit.extras import check as check_extra
 from lorakit.gguf_cache import forget_gguf_origin
+from lorakit.model_safety import check_model_dir, check_tokenizer_dir, refuse_unsafe_options
 
 log = logging.getLogger(__name__)
 
@@ -232,10 +233,12 @@ def load_tokenizer(ref: ModelRef) -> Any:
     from transformers import AutoTokenizer
 
     ref = dequantised(ref)
+    if Path(ref.path).is_dir():
+        check_tokenizer_dir(ref.path, gguf_file=ref.gguf_file)
     log.info("loading the tokenizer of %s", ref.name)
     try:
         with quiet_transformers():
-            return AutoTokenizer.from_pretrained(ref.path, **ref.kwargs())
+            return AutoTokenizer.from_pretrained(ref.path, trust_remote_code=False, **ref.kwargs())
     except (OSError, ValueError, KeyError) as e:
         raise LorakitError(f"could not load a tokenizer for model {ref.name!r}: {e}") from None
 
@@ -243,13 +246,21 @@ def load_tokenizer(ref: ModelRef) -> Any:
 def load_pretrained(ref: ModelRef, auto_class: Any, **kwargs: Any) -> nn.Module:
     """``auto_class.from_pretrained`` in float32; never trust_remote_code, never pickles.
 
-    A GGUF model is read from its de-quantised cache folder (built on first use, see gguf_cache)."""
-    ref = dequantised(ref)
+    A GGUF model is read from its de-quantised cache folder (built on first use, see gguf_cache).
+    A local folder is checked first (``model_safety``): pickle-only weights and custom code are
+    refused before transformers opens anything."""
+    refuse_unsafe_options(kwargs)
+    ref = checked(dequantised(ref))
     log.info("loading %s (%s)", ref.name, auto_class.__name__)
     try:
         with quiet_transformers():
             model = auto_class.from_pretrained(
-                ref.path, dtype=torch.float32, **_no_pickles(ref), **ref.kwargs(), **kwargs
+                ref.path,
+                dtype=torch.float32,
+                trust_remote_code=False,
+                **_no_pickles(ref),
+                **ref.kwargs(),
+                **kwargs,
             )
     except (OSError, ValueError, KeyError) as e:
         raise LorakitError(f"could not load model {ref.name!r} as {auto_class.__name__}: {e}") from None
@@ -293,6 +304,14 @@ def dequantised(ref: ModelRef) -> ModelRef:
     with quiet_transformers():  # save_pretrained draws a progress bar
         gguf_cache.store(entry, gguf.name, digest, model, tokenizer)
     return ModelRef(ref.name, str(entry))
+
+
+def checked(ref: ModelRef) -> ModelRef:
+    """``ref`` unchanged, after ``model_safety.check_model_dir`` passed on its local folder (a hub
+    id is checked by transformers itself: safetensors only, no remote code)."""
+    if Path(ref.path).is_dir():
+        check_model_dir(ref.path, gguf_file=ref.gguf_file)
+    return ref
 
 
 def _no_pickles(ref: ModelRef) -> dict[str, Any]:
