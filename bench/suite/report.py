@@ -26,6 +26,7 @@ METHOD_NAMES = {
 MARKERS = {"lorakit-qv": "o", "peft-qv": "x", "lorakit-all": "s", "full": "^", "base": "v"}
 GEN_COLUMNS = {
     "e2e": ("bleu", "chrf", "rouge_l"),
+    "e2e-target": ("bleu", "chrf", "rouge_l"),
     "multi30k": ("bleu", "chrf"),
     "multi30k-gemma": ("bleu", "chrf"),
 }
@@ -35,12 +36,16 @@ def load_results(out: Path, task: plan.Task) -> dict[str, list[dict[str, Any]]]:
     by_method: dict[str, list[dict[str, Any]]] = {}
     for spec_path in sorted((out / task.key).glob("*/spec.json")):
         folder = spec_path.parent
-        if folder.name.startswith("tune-"):
+        if folder.name.startswith(("tune-", "superseded-")):
             continue
         res = _result(folder)
         if res is not None:
             res["curve"] = _curve(folder / "run" / "metrics.jsonl", task.metric)
             by_method.setdefault(res["method"], []).append(res)
+    # a seed still running (or interrupted) is left out of a row that has finished seeds
+    for method, runs in by_method.items():
+        finished = [r for r in runs if r.get("partial") is None]
+        by_method[method] = finished or runs
     return by_method
 
 
@@ -103,10 +108,12 @@ def _row_common(task: plan.Task, method: str, runs: list[dict[str, Any]]) -> lis
 
 def _row_costs(runs: list[dict[str, Any]]) -> list[str]:
     if any(r["summary"]["wall_time_s"] is None for r in runs):
-        return ["-", "-"]
+        return ["-", "-", "-"]
     wall = statistics.mean(r["summary"]["wall_time_s"] for r in runs)
     peak = max(r["summary"]["peak_memory_mb"] for r in runs)
-    return [f"{wall / 60:.1f} min", f"{peak / 1024:.2f} GB"]
+    loads = [float(r["loadavg_end"][1]) for r in runs if r.get("loadavg_end")]
+    load = f"{min(loads):.0f}-{max(loads):.0f}" if len(loads) > 1 else (f"{loads[0]:.0f}" if loads else "-")
+    return [f"{wall / 60:.1f} min", load, f"{peak / 1024:.2f} GB"]
 
 
 def task_table(task: plan.Task, results: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -114,7 +121,7 @@ def task_table(task: plan.Task, results: dict[str, list[dict[str, Any]]]) -> lis
         ("accuracy", "macro_f1") if task.key == "sst2" else ("f1", "precision", "recall")
     )
     head = ["method", "trainable params", "steps x batch", "lr", *[f"val. {m}" for m in metrics]]
-    head += ["wall time", "peak memory"]
+    head += ["wall time", "load avg (5 min, at end)", "peak memory"]
     model = Path(task.model).name if "/" in task.model else task.model
     lines = [f"**{task.dataset}** — model `{model}`", "", "| " + " | ".join(head) + " |"]
     lines.append("|" + " --- |" * len(head))
@@ -132,9 +139,13 @@ def task_table(task: plan.Task, results: dict[str, list[dict[str, Any]]]) -> lis
 def per_type_table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
     lines = ["| method | " + " | ".join(["PER F1", "LOC F1", "ORG F1", "MISC F1"]) + " |", "|" + " --- |" * 5]
     for method, runs in results.items():
-        per = runs[0]["summary"]["final_metrics"].get("per_type") or {}
-        cells = [f"{100 * per[k]['f1']:.2f}" if k in per else "-" for k in ("PER", "LOC", "ORG", "MISC")]
-        lines.append(f"| {METHOD_NAMES[method]} | " + " | ".join(cells) + " |")
+        pers = [r["summary"]["final_metrics"].get("per_type") or {} for r in runs]
+        cells = [
+            _mean_std([p[k]["f1"] for p in pers], 100.0, 2) if all(k in p for p in pers) else "-"
+            for k in ("PER", "LOC", "ORG", "MISC")
+        ]
+        seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
+        lines.append(f"| {METHOD_NAMES[method]}{seeds} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -200,11 +211,13 @@ def write_report(out: Path, tasks: list[plan.Task], budget: str) -> Path:
         if task.key == "conll2003":
             lines += ["Entity F1 per type:", "", *per_type_table(results), ""]
         lines += [*signatures(results), ""]
-        lr_file = out / task.key / "full_lr.json"
-        if lr_file.is_file():
-            tuned = json.loads(lr_file.read_text())
-            shown = ", ".join(f"{float(k):g}: {100 * v:.2f}" for k, v in tuned["scores"].items())
-            lines += [f"Full fine-tuning lr tuned on 5% of the training file ({task.metric}): {shown}", ""]
+        for method in ("lorakit-qv", "lorakit-all", "full"):
+            lr_file = out / task.key / ("full_lr.json" if method == "full" else f"lr_{method}.json")
+            if lr_file.is_file():
+                tuned = json.loads(lr_file.read_text())
+                shown = ", ".join(f"{float(k):g}: {100 * v:.2f}" for k, v in tuned["scores"].items())
+                name = METHOD_NAMES[method] + (" (and PEFT LoRA q+v)" if method == "lorakit-qv" else "")
+                lines += [f"{name}: lr tuned on 5% of the training file ({task.metric}): {shown}", ""]
     rel = [p.relative_to(target.parent) if p.is_relative_to(target.parent) else p for p in written]
     lines += [f"![{p.stem}]({p})" for p in rel]
     lines += ["", END]

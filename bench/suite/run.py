@@ -31,6 +31,14 @@ def run_job(out: Path, task: plan.Task, name: str, method: str, config: dict, lo
             print(f"{task.key}/{name}: running in another runner, skipped", file=log, flush=True)
             return None
         time.sleep(20)
+    if result.is_file() and _config_changed(folder, config):
+        kept = folder.with_name(f"superseded-{name}-{time.strftime('%Y%m%d%H%M%S')}")
+        folder.rename(kept)
+        print(
+            f"{task.key}/{name}: its config changed (e.g. a newly tuned lr); old result kept in {kept.name}",
+            file=log,
+            flush=True,
+        )
     if result.is_file():
         return json.loads(result.read_text())
     folder.mkdir(parents=True, exist_ok=True)
@@ -48,6 +56,15 @@ def run_job(out: Path, task: plan.Task, name: str, method: str, config: dict, lo
     return json.loads(result.read_text())
 
 
+def _config_changed(folder: Path, config: dict) -> bool:
+    """Whether the finished job in ``folder`` ran another config (its output folder aside)."""
+    spec = folder / "spec.json"
+    if not spec.is_file():
+        return False
+    old = dict(json.loads(spec.read_text())["config"])
+    return {**old, "output_dir": None} != {**config, "output_dir": None}
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -60,27 +77,39 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def tuned_full_lr(out: Path, task: plan.Task, log) -> float:
-    """Full fine-tuning's rate: the best of FULL_LR_GRID on 5% of the task's training file."""
+def rate_file(out: Path, task: plan.Task, method: str) -> Path:
+    return out / task.key / ("full_lr.json" if method == "full" else f"lr_{method}.json")
+
+
+def tuned_rate(out: Path, task: plan.Task, method: str, grid: tuple[float, ...], log) -> float:
+    """The best rate of ``grid`` for ``method`` on 5% of the task's training file."""
     scores = {}
-    for lr in plan.FULL_LR_GRID:
-        name = f"tune-full-lr{lr:g}"
-        cfg = plan.tuning_config(task, lr, out / task.key / name / "run")
-        res = run_job(out, task, name, "full", cfg, log, wait=True)
+    for lr in grid:
+        name = f"tune-{method}-lr{lr:g}"
+        cfg = plan.tuning_config(task, lr, out / task.key / name / "run", method)
+        res = run_job(out, task, name, method, cfg, log, wait=True)
         scores[lr] = res["summary"]["final_metrics"][task.metric]
     best = max(scores, key=lambda k: scores[k])
-    (out / task.key / "full_lr.json").write_text(json.dumps({"scores": scores, "best": best}) + "\n")
+    rate_file(out, task, method).write_text(json.dumps({"scores": scores, "best": best}) + "\n")
     return best
 
 
-def full_rate(out: Path, task: plan.Task, tuned: dict[str, float], budget: str, log) -> float:
-    """Full fine-tuning's learning rate: fixed, tuned on this task, or another task's tuned one."""
+def method_rate(out: Path, task: plan.Task, method: str, tuned: dict, budget: str, log) -> float:
+    """A method's learning rate: tuned on this task (``lr_grids``), full fine-tuning's fixed or
+    reused rate, or the task's LoRA rate."""
+    key = "lorakit-qv" if method == "peft-qv" else method
+    if key in task.lr_grids:
+        if (task.key, key) not in tuned:
+            tuned[task.key, key] = tuned_rate(out, task, key, task.lr_grids[key], log)
+        return tuned[task.key, key]
+    if method != "full":
+        return task.lora_lr
     if isinstance(task.full_lr, float):
         return task.full_lr
     source = task if task.full_lr is None else next(t for t in plan.tasks(budget) if t.key == task.full_lr)
-    if source.key not in tuned:
-        tuned[source.key] = tuned_full_lr(out, source, log)
-    return tuned[source.key]
+    if (source.key, "full") not in tuned:
+        tuned[source.key, "full"] = tuned_rate(out, source, "full", plan.FULL_LR_GRID, log)
+    return tuned[source.key, "full"]
 
 
 def main() -> None:
@@ -102,7 +131,7 @@ def main() -> None:
     log = sys.stderr
     t0 = time.perf_counter()
     if not args.report_only:
-        tuned: dict[str, float] = {}
+        tuned: dict[tuple[str, str], float] = {}
         for task in tasks:
             if task.base_eval and not args.no_base:
                 cfg = plan.job_config(task, "base", 0, task.lora_lr, out / task.key / "base" / "run")
@@ -110,17 +139,15 @@ def main() -> None:
             for method in task.methods:
                 if args.methods and method not in args.methods.split(","):
                     continue
-                lr = task.lora_lr
-                if method == "full":
-                    lr = full_rate(out, task, tuned, args.budget, log)
-                for seed in task.seeds:
+                lr = method_rate(out, task, method, tuned, args.budget, log)
+                for seed in task.method_seeds.get(method, task.seeds):
                     if args.seeds and str(seed) not in args.seeds.split(","):
                         continue
                     name = f"{method}-s{seed}"
                     cfg = plan.job_config(task, method, seed, lr, out / task.key / name / "run")
                     run_job(out, task, name, method, cfg, log)
         print(f"all jobs done in {time.perf_counter() - t0:.0f} s (load {load()})", file=log)
-    report.write_report(out, tasks, args.budget)
+    report.write_report(out, plan.tasks(args.budget), args.budget)  # every task, not only --tasks
 
 
 if __name__ == "__main__":
