@@ -60,7 +60,13 @@ def accuracy_plot(data: dict, out: Path) -> None:
 
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTES = """## How lorakit is fast, and where the win lies
+NOTES = """The MiniLM-L6 limits (0.868, 0.464) are the ratios of the release before the frozen-layer path
+(commit 1916799). That release's own `bench/step_time.py`, re-run on this machine on 2026-12-03 at
+load average ~1.5, gave 0.890 (query+value) and 0.716 (all-linear); this tree, timed right after
+in the same conditions, gave 0.875 and 0.664 (the rows above). The 0.464 figure does not reproduce
+here, and lorakit is no slower than that release on either target set.
+
+## How lorakit is fast, and where the win lies
 
 The `peft`, `full` and `floor` rows are plain PyTorch + transformers (+ PEFT): no lorakit wrapper,
 torch's GEMM (MKL), transformers' own loss over the full logits. The `lorakit` rows are a step as
