@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 import lorakit
+from lorakit.fast_modules import wrap_output_head
 from lorakit.inference import ContinuousBatcher, GenerationRequest, SamplingParams
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -121,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
         for name, path in zip(names, paths, strict=True):
             lorakit.load_adapter(mixed, path, name)
         merged = lorakit.merge_and_unload(lorakit.load_adapter(copy.deepcopy(base), paths[0]))
+        for model in (mixed, merged):  # as `lorakit serve` prepares its base (serving/backend.py)
+            wrap_output_head(model)
         peft = PeftModel.from_pretrained(copy.deepcopy(base), str(paths[0]), adapter_name=names[0])
         for name, path in zip(names[1:], paths[1:], strict=True):
             peft.load_adapter(str(path), adapter_name=name)

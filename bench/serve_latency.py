@@ -28,6 +28,7 @@ from serve_generate import make_adapters
 import lorakit
 from lorakit.inference import ContinuousBatcher, GenerationRequest, SamplingParams
 from lorakit.serving.backend import Backend
+from lorakit.serving.server import settle_heap
 from lorakit.serving.store import AdapterStore
 
 
@@ -74,8 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     backend = Backend("smollm2-135m")
     with tempfile.TemporaryDirectory() as tmp:
-        paths = make_adapters(common.load_base("smollm2-135m").eval(), args.loads, Path(tmp))
+        paths = make_adapters(backend.lm, args.loads, Path(tmp))
         size_mb = (paths[0] / "adapter_model.safetensors").stat().st_size / 1e6
+        settle_heap()  # what `lorakit serve` does once its base is loaded, before serving
         loads = cold_loads(backend, paths)
         loads_beside = cold_loads(backend, paths, resident=args.loads // 2)
         lorakit.load_adapter(backend.lm, paths[0], "ad0")

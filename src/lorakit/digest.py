@@ -16,6 +16,14 @@ def tensor_bytes(t: torch.Tensor) -> bytes:
     return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
+def tensor_buffer(t: torch.Tensor) -> memoryview:
+    """The same bytes as ``tensor_bytes`` without copying a contiguous CPU tensor (for hashing)."""
+    t = t.detach().cpu().contiguous().reshape(-1)
+    if t.dtype in (torch.float32, torch.float64, torch.float16, torch.int64, torch.int32, torch.uint8):
+        return memoryview(t.numpy()).cast("B")
+    return memoryview(t.view(torch.uint8).numpy())
+
+
 def tensor_sha256(t: torch.Tensor) -> str:
     """SHA-256 of a tensor's raw bytes (dtype-sensitive: the same values in bf16 hash differently)."""
     return hashlib.sha256(tensor_bytes(t)).hexdigest()

@@ -4,6 +4,7 @@
   frozen and that is not part of a LoRA layer or of a module trained in full
   (``modules_to_save``) by a ``FrozenLinear`` (its products on lorakit's GEMM path, no weight
   gradient).
+- ``wrap_output_head(model)`` does the same for the output head alone (what generation uses).
 - ``wrap_gated_mlps(model)`` replaces every Llama-family gated MLP that ``GatedMLP`` reproduces
   exactly by a ``GatedMLP`` (one activation fewer kept for backward).
 
@@ -22,6 +23,7 @@ from torch import nn
 from lorakit.layers import LORA_TYPES, ModulesToSave
 from lorakit.layers.frozen import FrozenLinear
 from lorakit.layers.gated_mlp import GatedMLP, gated_mlp_matches, is_gated_silu_mlp
+from lorakit.targeting import is_output_head
 
 _OPAQUE = (*LORA_TYPES, ModulesToSave, FrozenLinear)
 
@@ -53,14 +55,28 @@ def wrap_frozen_layers(model: nn.Module) -> list[str]:
     """Wrap every frozen, unadapted ``nn.Linear`` of ``model`` in a ``FrozenLinear``, in place;
     returns the wrapped names (a layer shared by two parents, e.g. a tied head, is wrapped once
     and the wrapper is shared the same way)."""
+    return _wrap_frozen(model, frozen_candidates(model))
+
+
+def _wrap_frozen(model: nn.Module, names: list[str]) -> list[str]:
     wrappers: dict[int, FrozenLinear] = {}
-    names = frozen_candidates(model)
     for name in names:
         layer = model.get_submodule(name)
         wrapper = wrappers.setdefault(id(layer), FrozenLinear(layer))
         wrapper.train(layer.training)
         _set_child(model, name, wrapper)
     return names
+
+
+def wrap_output_head(model: nn.Module) -> list[str]:
+    """Wrap only the model's output head (the LM head) in a ``FrozenLinear``, if it is a plain
+    frozen ``nn.Linear``; returns the wrapped names (empty when there is none).
+
+    For generation: a decode step multiplies a few rows by the whole vocabulary (SmolLM2:
+    49,152 x 576), the largest product of the step, which torch's GEMM runs on one thread at
+    these row counts. Adapters never target the head, so loading them is unaffected."""
+    heads = [n for n in frozen_candidates(model) if is_output_head(n, model, model.get_submodule(n))]
+    return _wrap_frozen(model, heads)
 
 
 def wrapped(model: nn.Module, kind: type[nn.Module]) -> Iterator[tuple[str, nn.Module]]:

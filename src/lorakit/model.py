@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from lorakit.config import LoraConfig
+from lorakit.config import RESIDUAL_INITS, LoraConfig
 from lorakit.errors import ConfigError, LorakitError, TargetError
 from lorakit.layers import LORA_TYPES, ModulesToSave, wrap
+from lorakit.layers.base import NO_INIT
 from lorakit.layers.variants import check_variant_targets, setup_variants
 from lorakit.targeting import inside_any, resolve_targets
 
@@ -102,8 +103,12 @@ def inject(model: nn.Module, cfg: LoraConfig, adapter_name: str = DEFAULT) -> nn
     return model
 
 
-def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
-    """Add another adapter beside the existing ones; it stays inactive until ``set_adapter``."""
+def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig, *, initialize: bool = True) -> None:
+    """Add another adapter beside the existing ones; it stays inactive until ``set_adapter``.
+
+    ``initialize=False`` leaves the new A/B tensors uninitialised (and torch's random generator
+    untouched) for a caller that overwrites them all at once, as the adapter loader does; residual
+    inits (PiSSA, OLoRA), which change the base weights, are always run."""
     check_adapter_name(adapter_name)
     if not isinstance(cfg, LoraConfig):
         raise ConfigError(f"expected a LoraConfig, got {type(cfg).__name__}")
@@ -114,13 +119,13 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
     missing = [m for m in cfg.saved_modules() if not _find_saved_module(model, m)]
     if missing:
         raise TargetError(f"modules_to_save: {missing} match no module of the model")
-    nested = [n for n, _ in lora_layers(model) if inside_any(n, cfg.saved_modules())]
+    wrapped = dict(lora_layers(model))
+    nested = [n for n in wrapped if inside_any(n, cfg.saved_modules())]
     if nested:
         raise TargetError(
             f"modules_to_save: {nested[0]} already holds a LoRA adapter; a module trained in full "
             "cannot contain LoRA layers"
         )
-    wrapped = dict(lora_layers(model))
     check_variant_targets(cfg, targets, wrapped)
     # Build every new wrapper first: wrap() may still refuse a module (e.g. a grouped conv).
     fresh = {name: wrap(module, name) for name, module in targets if name not in wrapped}
@@ -136,7 +141,7 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig) -> None:
             cfg.rank_for(name),
             cfg.scaling_for(name),
             cfg.dropout,
-            cfg.init,
+            cfg.init if initialize or cfg.init in RESIDUAL_INITS else NO_INIT,
         )
         setup_variants(layer, adapter_name, cfg)
         # Only the new adapter's tensors: the active adapter on a shared wrapper keeps training.
@@ -173,6 +178,8 @@ def _find_saved_module(model: nn.Module, spec: str) -> bool:
 
 
 def _saved_module_names(model: nn.Module, specs: list[str]) -> list[str]:
+    if not specs:
+        return []
     names = []
     for name, module in _named_modules_outside_tables(model):
         if (
@@ -194,8 +201,8 @@ def set_adapter(model: nn.Module, adapter_name: str) -> None:
         raise ConfigError(f"no adapter named {adapter_name!r}; this model has {list(state.configs)}")
     cfg = state.configs[adapter_name]
     model.requires_grad_(False)
+    route_to_adapter(model, adapter_name)
     for _, layer in lora_layers(model):
-        layer.active_adapters = [adapter_name] if adapter_name in layer.adapter_names() else []
         for table in _adapter_tables(layer):
             if adapter_name in table:
                 table[adapter_name].requires_grad_(True)
@@ -206,7 +213,6 @@ def set_adapter(model: nn.Module, adapter_name: str) -> None:
         ):
             layer.base_layer.bias.requires_grad_(True)
     for _, module in saved_modules(model):
-        module.active_adapters = [adapter_name] if adapter_name in module.modules_to_save else []
         if adapter_name in module.modules_to_save:
             module.modules_to_save[adapter_name].requires_grad_(True)
     if cfg.bias == "all":
@@ -214,7 +220,16 @@ def set_adapter(model: nn.Module, adapter_name: str) -> None:
             other_copy = ".modules_to_save." in name and f".modules_to_save.{adapter_name}." not in name
             if name.endswith("bias") and ".original_module." not in name and not other_copy:
                 param.requires_grad_(True)
-    state.active = adapter_name
+
+
+def route_to_adapter(model: nn.Module, adapter_name: str) -> None:
+    """Make ``adapter_name`` the adapter that runs, changing no ``requires_grad`` flag (the part
+    of ``set_adapter`` an inference load needs; its flag walk costs more than the rest of it)."""
+    for _, layer in lora_layers(model):
+        layer.active_adapters = [adapter_name] if adapter_name in layer.adapter_names() else []
+    for _, module in saved_modules(model):
+        module.active_adapters = [adapter_name] if adapter_name in module.modules_to_save else []
+    adapter_state(model).active = adapter_name
 
 
 def _adapter_tables(layer: nn.Module) -> list[nn.ModuleDict | nn.ParameterDict]:

@@ -137,3 +137,29 @@ def test_trainable_layers_are_not_wrapped() -> None:
     assert "model.layers.0.mlp.down_proj" not in names and "model.layers.1.mlp.down_proj" in names
     full = tiny_llama()  # everything trains: nothing to wrap
     assert lorakit.wrap_frozen_layers(full) == []
+
+
+@pytest.mark.parametrize("make", [tiny_llama, tiny_gpt2], ids=["llama", "gpt2-tied-head"])
+def test_wrap_output_head_wraps_the_head_alone_and_adapters_still_load(make, tmp_path) -> None:
+    from lorakit.fast_modules import wrap_output_head
+
+    targets = ["q_proj", "v_proj"] if make is tiny_llama else ["c_attn"]
+    source = lorakit.inject(make(), lorakit.LoraConfig(r=4, targets=targets))
+    randomize_lora(source)
+    path = lorakit.save_adapter(source, tmp_path / "adapter")
+    model = make().eval()
+    model.requires_grad_(False)
+    tied = model.get_output_embeddings().weight
+    assert wrap_output_head(model) == ["lm_head"]
+    head = model.get_output_embeddings()
+    assert isinstance(head, FrozenLinear) and head.weight is tied  # a tied head stays tied
+    assert sum(isinstance(m, FrozenLinear) for m in model.modules()) == 1
+    lorakit.load_adapter(model, path)  # the loader's targeting and fingerprint are unaffected
+    ids = torch.randint(0, 50, (3, 7))
+    source.eval()
+    with torch.no_grad(), gemm.matmul_backend(Backend.TORCH):
+        assert torch.equal(model(input_ids=ids).logits, source(input_ids=ids).logits)
+    with torch.no_grad(), gemm.matmul_backend(Backend.ONEDNN):
+        fast, plain = model(input_ids=ids).logits, source(input_ids=ids).logits
+        torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+    assert wrap_output_head(model) == []  # idempotent

@@ -128,3 +128,16 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(lm_assets: dict[str, Path
         if proc.is_alive():
             proc.kill()
             proc.join()
+
+
+def test_settle_heap_moves_live_objects_out_of_the_collector() -> None:
+    import gc
+
+    from lorakit.serving.server import settle_heap
+
+    keep = [object() for _ in range(1000)]
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() >= len(keep)
+    finally:
+        gc.unfreeze()

@@ -35,6 +35,7 @@ from lorakit.model import (
     check_adapter_name,
     delete_adapter,
     has_adapters,
+    route_to_adapter,
     set_adapter,
 )
 from lorakit.paths import check_path_text
@@ -263,7 +264,7 @@ def _apply(
     # active), so undoing it is deleting it. (Snapshotting every flag walked every loaded adapter.)
     grads = {n: p.requires_grad for n, p in model.named_parameters()} if first else None
     try:
-        add_adapter(model, name, cfg)
+        add_adapter(model, name, cfg, initialize=False)
         entries = adapter_entries(model, name)
         unknown = sorted(set(tensors) - set(entries))
         missing = sorted(set(entries) - set(tensors))
@@ -289,7 +290,7 @@ def _apply(
         raise
     # A further adapter stays inactive and every requires_grad flag stays as it was
     # (set_adapter(previous) here would make a frozen inference model trainable again).
-    if first:
+    if first and is_trainable:
         set_adapter(model, name)
-        if not is_trainable:
-            model.requires_grad_(False)
+    elif first:  # add_adapter froze the whole model and the new tensors: only the routing changes
+        route_to_adapter(model, name)

@@ -40,6 +40,12 @@ class LoraLayer(Protocol):
     def adapter_names(self) -> list[str]: ...
 
 
+NO_INIT = "none"
+"""``init`` value for ``add_adapter`` when the caller overwrites every new tensor at once (loading
+from a file): the tensors are allocated but left uninitialised, and torch's random generator is
+not drawn from."""
+
+
 def init_bookkeeping(layer: nn.Module) -> None:
     """Give a new wrapper the per-adapter state of the ``LoraLayer`` contract, all empty."""
     layer.scaling = {}
@@ -71,8 +77,9 @@ def add_low_rank(
     layer.lora_A[name] = lora_a
     layer.lora_B[name] = lora_b
     layer.lora_dropout[name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-    init_lora_a(lora_a.weight, r, init)
-    nn.init.zeros_(lora_b.weight)
+    if init != NO_INIT:
+        init_lora_a(lora_a.weight, r, init)
+        nn.init.zeros_(lora_b.weight)
     record_adapter(layer, name, r, scaling)
 
 

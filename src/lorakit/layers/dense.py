@@ -26,6 +26,21 @@ def linear_features(base: nn.Module) -> tuple[int, int]:
     return (rows, cols) if is_conv1d(base) else (cols, rows)
 
 
+def uninitialised_linear(
+    in_features: int, out_features: int, *, device: torch.device, dtype: torch.dtype
+) -> nn.Linear:
+    """A bias-free ``nn.Linear`` whose weight is allocated but not initialised, for a caller that
+    overwrites it at once (loading an adapter). ``nn.Linear(...)`` would run its random init,
+    which costs more than the rest of attaching a loaded adapter and draws from torch's generator.
+    The module is an ordinary ``nn.Linear`` in every other respect."""
+    layer = nn.Linear.__new__(nn.Linear)
+    nn.Module.__init__(layer)
+    layer.in_features, layer.out_features = in_features, out_features
+    layer.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
+    layer.register_parameter("bias", None)
+    return layer
+
+
 def base_device(base: nn.Module) -> torch.device:
     return base.storage_device() if is_quantized(base) else base.weight.device
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lorakit.layers.base import forget_adapter, init_bookkeeping, record_adapter
+from lorakit.layers.base import NO_INIT, forget_adapter, init_bookkeeping, record_adapter
 
 
 class LoraEmbedding(nn.Module):
@@ -28,7 +28,9 @@ class LoraEmbedding(nn.Module):
         device = self.base_layer.weight.device
         a = torch.zeros(r, self.in_features, device=device)
         b = torch.empty(self.out_features, r, device=device)
-        if init == "gaussian":
+        if init == NO_INIT:
+            pass
+        elif init == "gaussian":
             nn.init.normal_(b, std=1.0 / r)
         else:
             nn.init.normal_(b)

@@ -5,8 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lorakit.layers.base import add_low_rank, add_low_rank_update, forget_adapter, init_bookkeeping
-from lorakit.layers.dense import base_device, is_conv1d, linear_features
+from lorakit.layers.base import (
+    NO_INIT,
+    add_low_rank,
+    add_low_rank_update,
+    forget_adapter,
+    init_bookkeeping,
+)
+from lorakit.layers.dense import base_device, is_conv1d, linear_features, uninitialised_linear
 from lorakit.layers.fast_linear import can_fuse, lora_linear
 from lorakit.layers.mixed import RowRouting, mixed_linear_forward
 from lorakit.layers.variants import drop_variants
@@ -34,8 +40,12 @@ class LoraLinear(nn.Module):
 
     def add_adapter(self, name: str, r: int, scaling: float, dropout: float, init: str) -> None:
         factory = {"device": base_device(self.base_layer), "dtype": torch.float32}
-        a = nn.Linear(self.in_features, r, bias=False, **factory)
-        b = nn.Linear(r, self.out_features, bias=False, **factory)
+        if init == NO_INIT:  # nn.Linear's constructor would draw a random weight to be overwritten
+            a = uninitialised_linear(self.in_features, r, **factory)
+            b = uninitialised_linear(r, self.out_features, **factory)
+        else:
+            a = nn.Linear(self.in_features, r, bias=False, **factory)
+            b = nn.Linear(r, self.out_features, bias=False, **factory)
         add_low_rank(self, name, a, b, scaling, dropout, init)
 
     def delete_adapter(self, name: str) -> None:

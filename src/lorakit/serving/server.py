@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 from types import FrameType
 
@@ -11,6 +12,16 @@ from lorakit.serving.api import create_app
 from lorakit.serving.state import ServerState
 
 DRAIN_SECONDS = 600
+
+
+def settle_heap() -> None:
+    """Move everything alive now (the base model, the adapters loaded at start-up: ~400k Python
+    objects for SmolLM2) out of the garbage collector's generations. They live as long as the
+    process, and a full collection that walks them took ~250 ms, landing on whichever request
+    was running (measured: every ~8th adapter load). Done by the server, which owns its process;
+    the library never calls it."""
+    gc.collect()
+    gc.freeze()
 
 
 def run(state: ServerState) -> int:
@@ -43,5 +54,6 @@ def run(state: ServerState) -> int:
         f"lorakit serve: {state.backend.id} ({state.backend.kind}) on {where}, {known} adapters{key}",
         flush=True,
     )
+    settle_heap()
     server.run()
     return 0
