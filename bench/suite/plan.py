@@ -1,9 +1,9 @@
 """What `make results` runs: tasks, methods and budgets, as plain data.
 
 Every method of one task trains on the same data, steps, batch and order (the loop's seeded
-batches); only the trainable parameters and the learning rate differ. Full fine-tuning's rate
-is tuned separately on a held-out slice of the SST-2 training file (never on validation) and
-reused for CoNLL-2003 (same encoder).
+batches); only the trainable parameters and the learning rate differ. Learning rates are tuned
+per method on a held-out slice of the task's training file (never on validation): full
+fine-tuning's for SST-2, every method's for CoNLL-2003 (``lr_grids``).
 """
 
 from __future__ import annotations
@@ -108,18 +108,17 @@ def tasks(budget: str) -> list[Task]:
                 "max_eval_samples": s(500, 64),
                 **({"max_train_samples": 256} if tiny else {}),
             },
-            "train": _train(s(40, 3), 32, metric_for_best="f1"),
+            # 200 x 32 (6,400 sentences, ~0.46 epoch): at 40 x 32 the only LoRA rates that learned
+            # sat next to the all-"O" collapse (seed 0 collapsed); longer warm-up for stability.
+            "train": _train(s(200, 3), 32, metric_for_best="f1", warmup_ratio=0.1),
         },
         ["query", "value"],
-        5e-3,
+        2e-3,
         lr_grids={
-            "lorakit-qv": (*LORA_LR_GRID, 1e-2),  # 5e-3 won at the edge of the first grid
-            "lorakit-all": LORA_LR_GRID,
-            "full": (1e-4, 2e-4, 5e-4, 1e-3),  # 5e-4 won at the edge of the first grid
+            "lorakit-qv": (1e-3, 2e-3, 5e-3),
+            "lorakit-all": (1e-3, 2e-3, 3e-3),  # 5e-3 collapsed to all "O" at 40 steps (seed 0)
+            "full": (1e-4, 2e-4, 5e-4),
         },
-        # The tuned rates sit next to the collapse threshold (lorakit-all at 5e-3 and q+v at 1e-2
-        # predicted "all O" at seed 0, not on the tuning slice's batch order): three seeds show
-        # the spread.
         method_seeds={m: s((0, 1, 2), (0,)) for m in ("lorakit-qv", "peft-qv", "lorakit-all", "full")},
     )
     e2e_data = {
