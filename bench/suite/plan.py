@@ -115,9 +115,9 @@ def tasks(budget: str) -> list[Task]:
         ["query", "value"],
         2e-3,
         lr_grids={
-            "lorakit-qv": (1e-3, 2e-3, 5e-3),
-            "lorakit-all": (1e-3, 2e-3, 3e-3),  # 5e-3 collapsed to all "O" at 40 steps (seed 0)
-            "full": (1e-4, 2e-4, 5e-4),
+            "lorakit-qv": (1e-3, 2e-3, 5e-3, 1e-2),  # 5e-3 won at the edge of the first three
+            "lorakit-all": (1e-3, 2e-3, 3e-3, 5e-3),  # 3e-3 won at the edge of the first three
+            "full": (1e-4, 2e-4, 5e-4, 1e-3),  # 5e-4 won at the edge of the first three
         },
         method_seeds={m: s((0, 1, 2), (0,)) for m in ("lorakit-qv", "peft-qv", "lorakit-all", "full")},
     )
