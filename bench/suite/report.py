@@ -19,11 +19,13 @@ METHOD_NAMES = {
     "base": "base model (same prompt, no training)",
     "lorakit-qv": "lorakit LoRA q+v",
     "lorakit-all": "lorakit LoRA all-linear",
+    "lorakit-all-r16": "lorakit LoRA all-linear r16",
     "peft-qv": "PEFT LoRA q+v (same config)",
     "full": "full fine-tuning",
 }
 # PEFT's points coincide with lorakit's at the same config: a different marker keeps both visible.
-MARKERS = {"lorakit-qv": "o", "peft-qv": "x", "lorakit-all": "s", "full": "^", "base": "v"}
+MARKERS = {"lorakit-qv": "o", "peft-qv": "x", "lorakit-all": "s", "lorakit-all-r16": "D", "full": "^"}
+MARKERS["base"] = "v"
 GEN_COLUMNS = {
     "e2e": ("bleu", "chrf", "rouge_l"),
     "e2e-target": ("bleu", "chrf", "rouge_l"),
@@ -211,7 +213,7 @@ def write_report(out: Path, tasks: list[plan.Task], budget: str) -> Path:
         if task.key == "conll2003":
             lines += ["Entity F1 per type:", "", *per_type_table(results), ""]
         lines += [*signatures(results), ""]
-        for method in ("lorakit-qv", "lorakit-all", "full"):
+        for method in ("lorakit-qv", "lorakit-all", "lorakit-all-r16", "full"):
             lr_file = out / task.key / ("full_lr.json" if method == "full" else f"lr_{method}.json")
             if lr_file.is_file():
                 tuned = json.loads(lr_file.read_text())

@@ -89,3 +89,11 @@ def test_a_finished_job_whose_config_changed_is_set_aside_and_rerun(tmp_path: Pa
     assert not run._config_changed(folder, {**old, "output_dir": "elsewhere"})
     new = plan.job_config(task, "lorakit-qv", 0, 1e-3, folder / "run")
     assert run._config_changed(folder, new)
+
+
+def test_rank_variants_differ_from_their_method_only_in_rank_and_alpha() -> None:
+    task = next(t for t in plan.tasks("full") if t.key == "conll2003")
+    base, r16 = plan.lora_section(task, "lorakit-all"), plan.lora_section(task, "lorakit-all-r16")
+    assert (base["r"], base["alpha"], r16["r"], r16["alpha"]) == (8, 16, 16, 32)
+    assert {**r16, "r": 8, "alpha": 16} == base
+    assert "lorakit-all-r16" in report.METHOD_NAMES and "lorakit-all-r16" in task.lr_grids
