@@ -12,16 +12,13 @@ import torch
 CAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def tensor_bytes(t: torch.Tensor) -> bytes:
-    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-
-
 def tensor_buffer(t: torch.Tensor) -> memoryview:
-    """The same bytes as ``tensor_bytes`` without copying a contiguous CPU tensor (for hashing)."""
-    t = t.detach().cpu().contiguous().reshape(-1)
-    if t.dtype in (torch.float32, torch.float64, torch.float16, torch.int64, torch.int32, torch.uint8):
-        return memoryview(t.numpy()).cast("B")
-    return memoryview(t.view(torch.uint8).numpy())
+    """A tensor's raw bytes, in row-major order, without copying a contiguous CPU tensor."""
+    return memoryview(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+
+
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    return bytes(tensor_buffer(t))
 
 
 def tensor_sha256(t: torch.Tensor) -> str:

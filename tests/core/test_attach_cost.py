@@ -64,8 +64,9 @@ def test_a_file_missing_a_tensor_leaves_no_uninitialised_adapter(tmp_path: Path)
     before = {n: p.clone() for n, p in model.state_dict().items()}
     with pytest.warns(UserWarning), pytest.raises(AdapterFileError, match="missing tensor"):
         load_adapter(model, path)
-    assert {n: p for n, p in model.state_dict().items()}.keys() == before.keys()
-    assert all(torch.equal(model.state_dict()[n], t) for n, t in before.items())
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[n], t) for n, t in before.items())
 
 
 def test_uninitialised_linear_is_an_ordinary_linear() -> None:
@@ -84,7 +85,9 @@ def test_uninitialised_linear_is_an_ordinary_linear() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
 def test_checksum_bytes_unchanged(dtype: torch.dtype) -> None:
     t = torch.randn(7, 5).to(dtype).t()  # non-contiguous on purpose
-    assert bytes(tensor_buffer(t)) == tensor_bytes(t)
+    expected = bytes(t.contiguous().reshape(-1).view(torch.uint8).tolist())  # row-major raw bytes
+    assert bytes(tensor_buffer(t)) == expected and tensor_bytes(t) == expected
+    assert len(expected) == t.numel() * t.element_size()
 
 
 def test_nan_is_named_among_many_tensors(tmp_path: Path) -> None:
