@@ -25,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# The server runs as `lorakit serve` does by default (OpenMP's own wait policy); see serve_generate.py.
+os.environ["LORAKIT_BENCH_AS_SERVED"] = "1"
+
 import httpx
 import torch
 

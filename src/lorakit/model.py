@@ -240,8 +240,12 @@ def _adapter_tables(layer: nn.Module) -> list[nn.ModuleDict | nn.ParameterDict]:
     ]
 
 
-def delete_adapter(model: nn.Module, adapter_name: str) -> None:
-    """Remove one adapter; wrappers left with none are unwrapped back to their base module."""
+def delete_adapter(model: nn.Module, adapter_name: str, *, unwrap: bool = True) -> None:
+    """Remove one adapter; wrappers left with none are unwrapped back to their base module.
+
+    ``unwrap=False`` keeps such wrappers in place, empty: an empty wrapper computes exactly its
+    base module, and the next adapter on those layers is attached without rebuilding them (what
+    a server that loads and evicts adapters all day wants; ``lorakit serve`` does this)."""
     state = adapter_state(model)
     if adapter_name not in state.configs:
         raise ConfigError(f"no adapter named {adapter_name!r}; this model has {list(state.configs)}")
@@ -251,7 +255,7 @@ def delete_adapter(model: nn.Module, adapter_name: str) -> None:
     for name, layer in list(lora_layers(model)):
         if adapter_name in layer.adapter_names():
             layer.delete_adapter(adapter_name)
-        if not layer.adapter_names():
+        if unwrap and not layer.adapter_names():
             replace_module(model, name, layer.base_layer)
     for name, module in list(saved_modules(model)):
         if adapter_name in module.modules_to_save:

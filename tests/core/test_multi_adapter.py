@@ -114,6 +114,26 @@ def test_delete_adapter() -> None:
     inject(model, LoraConfig(targets=["q_proj"]))  # a clean model again
 
 
+def test_delete_keeping_wrappers_computes_the_base_and_reuses_them() -> None:
+    """unwrap=False (what the server's evictions use): the emptied wrappers stay, compute exactly
+    the base, and the next adapter on those layers is attached to the same wrapper objects."""
+    model, inputs, base = two_adapters()
+    with_default = logits(model, inputs)
+    wrappers = {name: id(layer) for name, layer in lora_layers(model)}
+    delete_adapter(model, "other", unwrap=False)
+    delete_adapter(model, "default", unwrap=False)
+    assert "_lorakit" not in model.__dict__
+    assert {name: id(layer) for name, layer in lora_layers(model)} == wrappers
+    assert all(not layer.adapter_names() for _, layer in lora_layers(model))
+    assert isinstance(model.lm_head, nn.Linear)  # a modules_to_save copy is always dropped
+    assert torch.equal(logits(model, inputs), base)
+    inject(model, LoraConfig(r=4, targets=["q_proj", "v_proj"]))
+    randomize_adapter(model, "default", 1)
+    again = dict(lora_layers(model))
+    assert all(id(again[n]) == wrappers[n] for n in again)
+    assert torch.equal(logits(model, inputs), with_default)
+
+
 def test_unknown_names_and_duplicates() -> None:
     model, _, _ = two_adapters()
     with pytest.raises(ConfigError, match=r"'nope'.*\['default', 'other'\]"):

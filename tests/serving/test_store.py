@@ -58,3 +58,31 @@ def test_dora_adapters_are_refused_at_load_time(lm_assets: dict[str, Path], tmp_
     store = _store(tmp_path, 2, [])
     with pytest.raises(AdapterFileError, match="DoRA adapter"):
         store.acquire("dora")
+
+
+def test_evicted_adapters_leave_their_wrappers_and_the_base_exact(lm_assets: dict[str, Path]) -> None:
+    """The server's eviction keeps the emptied LoRA wrappers (no rebuilding at the next load),
+    and a model whose adapters were all evicted computes exactly what the untouched base does."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lorakit.model import lora_layers
+    from lorakit.serving.backend import Backend
+
+    backend = Backend(str(lm_assets["base"]))
+    store = AdapterStore(1, backend.attach, backend.detach, "causal_lm", adapters_dir=lm_assets["pool"])
+    ids = torch.tensor([[3, 14, 15, 9, 2, 6]])
+    with torch.no_grad():
+        base = AutoModelForCausalLM.from_pretrained(lm_assets["base"]).eval()(input_ids=ids).logits
+    store.acquire("a")  # q_proj, v_proj
+    store.release("a")
+    wrappers = {name: id(layer) for name, layer in lora_layers(backend.lm)}
+    assert wrappers and all(name.endswith(("q_proj", "v_proj")) for name in wrappers)
+    store.acquire("c")  # v_proj only: "a" is evicted, every wrapper stays
+    store.release("c")
+    assert {name: id(layer) for name, layer in lora_layers(backend.lm)} == wrappers
+    assert list(store.loaded) == ["c"]
+    store.evict("c")
+    assert all(not layer.adapter_names() for _, layer in lora_layers(backend.lm))
+    with torch.no_grad():
+        assert torch.equal(backend.lm(input_ids=ids).logits, base)

@@ -112,7 +112,9 @@ class Backend:
     def detach(self, info: AdapterInfo) -> None:
         model = self.model_for(info)
         if has_adapters(model) and info.name in adapter_state(model).configs:
-            delete_adapter(model, info.name)
+            # Wrappers stay (empty ones compute the base exactly): the next adapter on these
+            # layers attaches without rebuilding 100+ modules (cold load, BENCHMARKS.md).
+            delete_adapter(model, info.name, unwrap=False)
 
     def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
         if not getattr(self.tokenizer, "chat_template", None):
