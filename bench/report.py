@@ -107,8 +107,8 @@ lorakit's paths 2-5, the least any LoRA step on this code could cost. `lorakit/f
 what the adapters themselves still cost.
 
 `CPU` columns are process CPU seconds per step (all threads), less sensitive to other jobs than
-wall time. Memory: the growth of peak RSS over the resting process during three steps, one
-fresh process per variant.
+wall time. Memory: the growth of peak RSS over the resting process during three steps, the
+median of three fresh processes per variant, run round-robin (one process alone varies by ~5%).
 """
 CLOSING = """What is left, and why two targets are out of reach on this machine:
 
@@ -212,12 +212,20 @@ def memory_rows(model: str, target_set: str, mem: dict) -> list[str]:
             continue
         frac = lk["step_mib"] / pf["step_mib"]
         what = f"{model} {target_set} step peak MiB, {kind} vs peft"
-        figures = f"{lk['step_mib']:.0f} vs {pf['step_mib']:.0f} ({frac:.3f}x)"
+        figures = f"{lk['step_mib']:.0f} vs {pf['step_mib']:.0f} ({frac:.3f}x){_runs(lk, pf)}"
         if kind == "lorakit":
             rows.append(f"| {what} | {figures} | | <= {limit}x peft | {_yes(frac <= limit)} | |")
         else:
             rows.append(f"| {what} | {figures} | | | | |")
     return rows
+
+
+def _runs(lk: dict, pf: dict) -> str:
+    """The single probes behind two medians, when there were several."""
+    a, b = lk.get("step_mib_runs"), pf.get("step_mib_runs")
+    if not a or not b or len(a) < 2:
+        return ""
+    return f"; medians of {len(a)} processes: {', '.join(f'{x:.0f}' for x in a)} vs {', '.join(f'{x:.0f}' for x in b)}"
 
 
 def _closing(step: dict) -> list[str]:

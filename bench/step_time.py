@@ -2,9 +2,11 @@
 
 All variants of one model run interleaved in one process on the same batch (the order rotates
 every round), so load from other processes hits them alike; we report medians, min/max and
-ratios of medians. Peak memory is measured per variant in a fresh subprocess: after building the
-model the peak-RSS counter is reset (``/proc/self/clear_refs``), a few steps run, and the growth
-of the peak over the resting RSS is the step's memory (activations, gradients, optimizer state).
+ratios of medians. Peak memory is measured per variant in fresh subprocesses (the median of
+``MEMORY_REPEATS``): after building the model the peak-RSS counter is reset
+(``/proc/self/clear_refs``), a few steps run, and the growth of the peak over the resting RSS is
+the step's memory (activations, gradients, optimizer state). ``--memory-only`` re-probes the
+memory of variants already in the results file and leaves their timings alone.
 
     python bench/step_time.py                      # both models, both target sets
     python bench/step_time.py --models minilm-l6 --repeats 10
@@ -17,9 +19,11 @@ import ctypes
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 # Set before torch loads OpenMP; see common.py for why.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -44,6 +48,8 @@ KINDS = {
 """Per target set; "full", "floor" (torch's GEMM, plain loss) and "floor-lorakit" (lorakit's frozen
 path and chunked loss) once per model. The classifier has no LM head, so no chunked-loss row."""
 PROBE_STEPS = 3
+MEMORY_REPEATS = 3
+"""Fresh processes per variant for the step-memory figure (the median is reported)."""
 ATTRIBUTION = [
     "lorakit-torchgemm",
     "lorakit-nochunk",
@@ -167,12 +173,24 @@ def probe_memory(model: str, name: str) -> dict[str, float]:
     return {"resting_mib": resting / 1024, "peak_mib": peak / 1024, "step_mib": (peak - resting) / 1024}
 
 
-def memory_model(model: str, names: list[str]) -> dict[str, dict[str, float]]:
-    out = {}
-    for name in names:
-        cmd = [sys.executable, __file__, "--probe", model, name]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        out[name] = json.loads(res.stdout.strip().splitlines()[-1])
+def memory_model(model: str, names: list[str], repeats: int = MEMORY_REPEATS) -> dict[str, dict[str, Any]]:
+    """Per variant, the median of ``repeats`` fresh-process probes, run round-robin over the
+    variants (peak RSS of one process varies by +-5% with where the allocator lands)."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    for _ in range(repeats):
+        for name in names:
+            cmd = [sys.executable, __file__, "--probe", model, name]
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            runs[name].append(json.loads(res.stdout.strip().splitlines()[-1]))
+    out: dict[str, dict[str, Any]] = {}
+    for name, probes in runs.items():
+        step = [p["step_mib"] for p in probes]
+        out[name] = {
+            "resting_mib": statistics.median(p["resting_mib"] for p in probes),
+            "peak_mib": statistics.median(p["peak_mib"] for p in probes),
+            "step_mib": statistics.median(step),
+            "step_mib_runs": step,
+        }
     return out
 
 
@@ -211,6 +229,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--plain", action="store_true", help="also time lorakit with the fast path off")
     ap.add_argument("--dropout", type=float, default=0.0, help="also time all-linear with this dropout")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-variant memory probes")
+    ap.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="re-probe only the step memory of the variants already in --out (--kinds / --target-sets "
+        "select them); their timings stay as they were",
+    )
     ap.add_argument("--kinds", nargs="+", default=None, help="time only these kinds (e.g. lorakit peft)")
     ap.add_argument("--target-sets", nargs="+", default=None, help="only these target sets (e.g. all-linear)")
     ap.add_argument("--out", type=Path, default=common.RESULTS / "step_time.json")
@@ -219,6 +243,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(common.THREADS)
     if args.probe:
         print(json.dumps(probe_memory(*args.probe)))
+        return
+    if args.memory_only:
+        reprobe_memory(args)
         return
     results = {}
     for model in args.models:
@@ -233,6 +260,25 @@ def main(argv: list[str] | None = None) -> None:
     results = {**{m: r for m, r in earlier.items() if m not in results}, **results}
     common.write_json(args.out, {"machine": common.machine(), "results": results})
     args.out.with_suffix(".md").write_text(markdown(results))
+
+
+def reprobe_memory(args: argparse.Namespace) -> None:
+    """Re-run the memory probes of existing variants (e.g. with more repeats) into ``args.out``."""
+    data = json.loads(args.out.read_text())
+    for model in args.models:
+        res = data["results"][model]
+        names = [
+            n
+            for n in res["timings"]
+            if (not args.kinds or n.partition("/")[0] in args.kinds)
+            and (not args.target_sets or n.partition("/")[2] in args.target_sets)
+        ]
+        load_before = os.getloadavg()
+        res.setdefault("memory", {}).update(memory_model(model, names))
+        res["memory_reprobed"] = {"variants": names, "loadavg": [load_before, os.getloadavg()]}
+        print(markdown({model: res}), flush=True)
+    common.write_json(args.out, data)
+    args.out.with_suffix(".md").write_text(markdown(data["results"]))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,18 @@ def saved_modules(model: nn.Module) -> Iterator[tuple[str, ModulesToSave]]:
             yield name, module
 
 
+def adapter_modules(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[tuple[str, ModulesToSave]]]:
+    """``(list(lora_layers(model)), list(saved_modules(model)))`` from one walk of the model."""
+    layers: list[tuple[str, nn.Module]] = []
+    saved: list[tuple[str, ModulesToSave]] = []
+    for name, module in _named_modules_outside_tables(model):
+        if isinstance(module, LORA_TYPES):
+            layers.append((name, module))
+        elif isinstance(module, ModulesToSave):
+            saved.append((name, module))
+    return layers, saved
+
+
 def _named_modules_outside_tables(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``named_modules`` (same names, order, and a module reached twice listed once), except that
     inside a LoRA wrapper only ``base_layer`` is entered: the per-adapter tables hold nothing but
@@ -225,9 +237,10 @@ def set_adapter(model: nn.Module, adapter_name: str) -> None:
 def route_to_adapter(model: nn.Module, adapter_name: str) -> None:
     """Make ``adapter_name`` the adapter that runs, changing no ``requires_grad`` flag (the part
     of ``set_adapter`` an inference load needs; its flag walk costs more than the rest of it)."""
-    for _, layer in lora_layers(model):
+    layers, saved = adapter_modules(model)
+    for _, layer in layers:
         layer.active_adapters = [adapter_name] if adapter_name in layer.adapter_names() else []
-    for _, module in saved_modules(model):
+    for _, module in saved:
         module.active_adapters = [adapter_name] if adapter_name in module.modules_to_save else []
     adapter_state(model).active = adapter_name
 

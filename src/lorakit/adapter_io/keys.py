@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from lorakit.layers import LoraEmbedding
-from lorakit.model import adapter_state, lora_layers, saved_modules
+from lorakit.model import adapter_modules, adapter_state, lora_layers, saved_modules
 
 PREFIX = "base_model.model."
 _SKIP_BIAS = (".lora_", ".original_module.", ".modules_to_save.")
@@ -20,7 +20,8 @@ def adapter_entries(model: nn.Module, name: str) -> dict[str, nn.Parameter]:
     """{file key: live parameter or buffer} for everything adapter ``name`` saves."""
     cfg = adapter_state(model).configs[name]
     out: dict[str, nn.Parameter] = {}
-    for path, layer in lora_layers(model):
+    layers, saved = adapter_modules(model)
+    for path, layer in layers:
         if name not in layer.adapter_names():
             continue
         if isinstance(layer, LoraEmbedding):
@@ -34,7 +35,7 @@ def adapter_entries(model: nn.Module, name: str) -> dict[str, nn.Parameter]:
         bias = getattr(layer.base_layer, "bias", None)
         if cfg.bias == "lora_only" and bias is not None:
             out[f"{PREFIX}{path}.base_layer.bias"] = bias
-    for path, module in saved_modules(model):
+    for path, module in saved:
         if name in module.modules_to_save:
             for key, value in module.modules_to_save[name].state_dict(keep_vars=True).items():
                 out[f"{PREFIX}{path}.{key}"] = value

@@ -102,9 +102,10 @@ def _resolve_against_model(
     if bad:
         raise AdapterFileError(f"{folder / WEIGHTS_NAME}: unknown tensor key {bad[0]!r}")
     in_file = {m for m in map(module_of_key, tensors) if m is not None}
-    present = {n for n, _ in base_modules(model)}
+    modules = base_modules(model)
+    present = {n for n, _ in modules}
     saved = [m for m in cfg.saved_modules() if any(n == m or n.endswith("." + m) for n in present)]
-    expected = set(_peft_targets(model, cfg, peft_match, saved))
+    expected = set(_peft_targets(model, cfg, peft_match, saved, modules))
     if in_file - expected:
         extra = sorted(in_file - expected)[0]
         raise AdapterFileError(
@@ -165,10 +166,14 @@ def _check_scaling(cfg: LoraConfig, metadata: dict[str, str], folder: Path) -> N
 
 
 def _peft_targets(
-    model: nn.Module, cfg: LoraConfig, peft_match: dict[str, Any], modules_to_save: list[str]
+    model: nn.Module,
+    cfg: LoraConfig,
+    peft_match: dict[str, Any],
+    modules_to_save: list[str],
+    modules: list[tuple[str, nn.Module]],
 ) -> list[str]:
-    """The modules PEFT would adapt for this config (PEFT's matching rules, not lorakit's)."""
-    modules = base_modules(model)
+    """The modules PEFT would adapt for this config (PEFT's matching rules, not lorakit's);
+    ``modules`` is ``base_modules(model)``."""
     spec = cfg.targets
     if spec == ALL_LINEAR:
         get_out = getattr(model, "get_output_embeddings", None)
