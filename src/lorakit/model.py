@@ -159,7 +159,11 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig, *, initial
         # Only the new adapter's tensors: the active adapter on a shared wrapper keeps training.
         for table in _adapter_tables(layer):
             if adapter_name in table:
-                table[adapter_name].requires_grad_(False)
+                entry = table[adapter_name]  # a module, or a Parameter in an embedding's ParameterDict
+                if isinstance(entry, nn.Module):
+                    _set_requires_grad(entry, False)
+                else:
+                    entry.requires_grad_(False)
         # New modules start in training mode; follow the wrapped layer so an eval() model
         # does not silently run LoRA dropout at inference (only the new adapter's modules on a
         # wrapper that already exists: its other adapters' modules follow the model already).
@@ -182,7 +186,25 @@ def _follow_base_mode(layer: nn.Module, adapter_name: str, fresh: bool) -> None:
         return
     for table in layer.children():
         if isinstance(table, nn.ModuleDict) and adapter_name in table:
-            table[adapter_name].train(mode)
+            for module in _walk(table[adapter_name]):
+                module.training = mode  # what train(mode) sets, without its per-module dispatch
+
+
+def _walk(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` and every module under it (an adapter's A, B, dropout: usually no children)."""
+    yield module
+    for child in module._modules.values():
+        if child is not None:
+            yield from _walk(child)
+
+
+def _set_requires_grad(module: nn.Module, flag: bool) -> None:
+    """``module.requires_grad_(flag)``, walking the module's own tables directly: attaching an
+    adapter does this for ~250 small modules, where ``parameters()``'s generator chain was the cost."""
+    for m in _walk(module):
+        for p in m._parameters.values():
+            if p is not None:
+                p.requires_grad_(flag)
 
 
 def _find_saved_module(model: nn.Module, spec: str) -> bool:
