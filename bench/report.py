@@ -216,7 +216,9 @@ def memory_rows(model: str, target_set: str, mem: dict) -> list[str]:
         if kind == "lorakit":
             rows.append(f"| {what} | {figures} | | <= {limit}x peft | {_yes(frac <= limit)} | |")
         else:
-            rows.append(f"| {what} | {figures} | | | | |")
+            older = _runs(pf, pf) and not _runs(lk, lk)
+            earlier = " (one process, an earlier run than peft's)" if older else ""
+            rows.append(f"| {what} | {figures}{earlier} | | | | |")
     return rows
 
 
@@ -225,7 +227,21 @@ def _runs(lk: dict, pf: dict) -> str:
     a, b = lk.get("step_mib_runs"), pf.get("step_mib_runs")
     if not a or not b or len(a) < 2:
         return ""
-    return f"; medians of {len(a)} processes: {', '.join(f'{x:.0f}' for x in a)} vs {', '.join(f'{x:.0f}' for x in b)}"
+    ours, theirs = (", ".join(f"{x:.0f}" for x in runs) for runs in (a, b))
+    return f"; medians of {len(a)} processes: {ours} vs {theirs}"
+
+
+def _reprobed(res: dict) -> str:
+    """A sentence on memory figures re-probed after the timing run (``step_time --memory-only``)."""
+    again = res.get("memory_reprobed")
+    if not again:
+        return ""
+    load = again["loadavg"][0][0], again["loadavg"][1][0]
+    names = ", ".join(f"`{n}`" for n in again["variants"])
+    return (
+        f" The step-memory figures of {names} were re-probed later, each the median of three "
+        f"fresh processes (load average {load[0]:.1f} before, {load[1]:.1f} after)."
+    )
 
 
 def _closing(step: dict) -> list[str]:
@@ -240,7 +256,7 @@ def _closing(step: dict) -> list[str]:
         "",
         f"From the step-time run above (load average {load[0]:.1f} before, {load[1]:.1f} after). "
         "`floor-lorakit` is forward plus every layer's input gradient on lorakit's own paths, no "
-        "adapter: what is left between it and `lorakit` is what the adapters cost.",
+        "adapter: what is left between it and `lorakit` is what the adapters cost." + _reprobed(res),
         "",
         "| target set | lorakit/peft (wall, CPU) | lorakit/full | floor-lorakit/peft | lorakit/floor-lorakit "
         "| step peak MiB lorakit / peft |",
