@@ -99,7 +99,7 @@ def left_pad(prompts: list[list[int]]) -> dict[str, torch.Tensor]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--out", type=Path, default=common.RESULTS / "serve_generate.json")
     ap.add_argument(

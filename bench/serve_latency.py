@@ -73,7 +73,7 @@ def latency(model, prompt: list[int], tokens: int, adapter: str, background: int
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--loads", type=int, default=30)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=common.RESULTS / "serve_latency.json")
     args = ap.parse_args(argv)
     load_before = os.getloadavg()
