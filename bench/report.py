@@ -216,7 +216,7 @@ def memory_rows(model: str, target_set: str, mem: dict) -> list[str]:
         if kind == "lorakit":
             rows.append(f"| {what} | {figures} | | <= {limit}x peft | {_yes(frac <= limit)} | |")
         else:
-            older = _runs(pf, pf) and not _runs(lk, lk)
+            older = "step_mib_runs" in pf and "step_mib_runs" not in lk
             earlier = " (one process, an earlier run than peft's)" if older else ""
             rows.append(f"| {what} | {figures}{earlier} | | | | |")
     return rows

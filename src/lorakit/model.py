@@ -46,15 +46,11 @@ def has_adapters(model: nn.Module) -> bool:
 
 
 def lora_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    for name, module in _named_modules_outside_tables(model):
-        if isinstance(module, LORA_TYPES):
-            yield name, module
+    return iter(adapter_modules(model)[0])
 
 
 def saved_modules(model: nn.Module) -> Iterator[tuple[str, ModulesToSave]]:
-    for name, module in _named_modules_outside_tables(model):
-        if isinstance(module, ModulesToSave):
-            yield name, module
+    return iter(adapter_modules(model)[1])
 
 
 def adapter_modules(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[tuple[str, ModulesToSave]]]:
