@@ -1,7 +1,9 @@
 """Mixed-adapter generation on SmolLM2-135M: 16 prompts for 16 different adapters (issue 13 targets).
 
 Competitors, interleaved in one process on the same 16 prompts, greedy, exactly 64 new tokens each:
-  lorakit-mixed     one continuous batch, row i with adapter i (lorakit.ContinuousBatcher)
+  lorakit-mixed     one continuous batch, row i with adapter i (lorakit.ContinuousBatcher), on the
+                    model as `lorakit serve` prepares it (prepare_for_serving: packed weights)
+  mixed-unpacked    the same with `--no-packed-weights` (torch's GEMM on the plain weights)
   merged            the same loop on one adapter merged into the base (the ceiling)
   merged-hf         transformers' generate on that merged model, batch 16 (reference)
   peft-mixed        PEFT's generate(adapter_names=[...]) with the 16 adapters
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 import lorakit
-from lorakit.fast_modules import wrap_output_head
+from lorakit.fast_modules import prepare_for_serving
 from lorakit.inference import ContinuousBatcher, GenerationRequest, SamplingParams
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -131,8 +133,10 @@ def main(argv: list[str] | None = None) -> None:
         for name, path in zip(names, paths, strict=True):
             lorakit.load_adapter(mixed, path, name)
         merged = lorakit.merge_and_unload(lorakit.load_adapter(copy.deepcopy(base), paths[0]))
+        unpacked = copy.deepcopy(mixed)
         for model in (mixed, merged):  # as `lorakit serve` prepares its base (serving/backend.py)
-            wrap_output_head(model)
+            prepare_for_serving(model)
+        prepare_for_serving(unpacked, packed=False)
         peft = PeftModel.from_pretrained(copy.deepcopy(base), str(paths[0]), adapter_name=names[0])
         for name, path in zip(names[1:], paths[1:], strict=True):
             peft.load_adapter(str(path), adapter_name=name)
@@ -147,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
 
         return {
             "lorakit-mixed": lambda: run_batcher(mixed, prompts, names, tokens),
+            "mixed-unpacked": lambda: run_batcher(unpacked, prompts, names, tokens),
             "merged": lambda: run_batcher(merged, prompts, [None] * 16, tokens),
             "merged-hf": lambda: hf_generate(merged, batch, tokens),
             "peft-mixed": lambda: hf_generate(peft, batch, tokens, adapter_names=names),

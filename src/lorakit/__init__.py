@@ -4,7 +4,13 @@ from lorakit.adapter_io import load_adapter, save_adapter
 from lorakit.arithmetic import CombineMethod, CombineReport, add_weighted_adapter
 from lorakit.config import LoraConfig
 from lorakit.errors import AdapterFileError, ConfigError, LorakitError, MergeError, TargetError
-from lorakit.fast_modules import unwrap_frozen_layers, unwrap_gated_mlps, wrap_frozen_layers, wrap_gated_mlps
+from lorakit.fast_modules import (
+    prepare_for_serving,
+    unwrap_frozen_layers,
+    unwrap_gated_mlps,
+    wrap_frozen_layers,
+    wrap_gated_mlps,
+)
 from lorakit.inference import Completion, ContinuousBatcher, GenerationRequest, SamplingParams, generate
 from lorakit.layers.gemm import MatmulBackend, get_matmul_backend, matmul_backend, set_matmul_backend
 from lorakit.merging import merge, merge_and_unload, unload, unmerge
@@ -51,6 +57,7 @@ __all__ = [
     "merge_and_unload",
     "merge_and_unload_quantized",
     "mixed_adapters",
+    "prepare_for_serving",
     "quantize_model",
     "save_adapter",
     "set_adapter",

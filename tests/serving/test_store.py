@@ -61,8 +61,9 @@ def test_dora_adapters_are_refused_at_load_time(lm_assets: dict[str, Path], tmp_
 
 
 def test_evicted_adapters_leave_their_wrappers_and_the_base_exact(lm_assets: dict[str, Path]) -> None:
-    """The server's eviction keeps the emptied LoRA wrappers (no rebuilding at the next load),
-    and a model whose adapters were all evicted computes exactly what the untouched base does."""
+    """The server wraps every linear layer but the head up front and never rebuilds a wrapper:
+    loads attach to them, evictions empty them, and a model whose adapters were all evicted
+    computes exactly what the untouched base does."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -74,10 +75,12 @@ def test_evicted_adapters_leave_their_wrappers_and_the_base_exact(lm_assets: dic
     ids = torch.tensor([[3, 14, 15, 9, 2, 6]])
     with torch.no_grad():
         base = AutoModelForCausalLM.from_pretrained(lm_assets["base"]).eval()(input_ids=ids).logits
+    wrappers = {name: id(layer) for name, layer in lora_layers(backend.lm)}
+    linears = {n for n, m in backend.lm.named_modules() if type(m) is torch.nn.Linear}
+    assert {f"{n}.base_layer" for n in wrappers} == linears - {"lm_head.base_layer"}
     store.acquire("a")  # q_proj, v_proj
     store.release("a")
-    wrappers = {name: id(layer) for name, layer in lora_layers(backend.lm)}
-    assert wrappers and all(name.endswith(("q_proj", "v_proj")) for name in wrappers)
+    assert {name: id(layer) for name, layer in lora_layers(backend.lm)} == wrappers
     store.acquire("c")  # v_proj only: "a" is evicted, every wrapper stays
     store.release("c")
     assert {name: id(layer) for name, layer in lora_layers(backend.lm)} == wrappers

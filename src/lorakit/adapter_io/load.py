@@ -178,8 +178,10 @@ def _peft_targets(
     if spec == ALL_LINEAR:
         get_out = getattr(model, "get_output_embeddings", None)
         head = get_out() if callable(get_out) else None
-        # PEFT expands "all-linear" to the full names of every Linear/Conv1D but the output head.
-        spec = [n for n, m in modules if is_linear_like(m) and m is not head]
+        # PEFT expands "all-linear" to the full names of every Linear/Conv1D but the output head
+        # (here possibly inside a FrozenLinear, as `lorakit serve` runs it).
+        heads = (head, getattr(head, "base_layer", None)) if head is not None else ()
+        spec = [n for n, m in modules if is_linear_like(m) and not any(m is h for h in heads)]
     out = []
     targeted = _suffix_or_regex(spec)
     excluded = _suffix_or_regex(cfg.exclude) if cfg.exclude is not None else None

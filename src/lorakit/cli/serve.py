@@ -49,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--num-threads", type=int, metavar="N", help="torch threads")
+    p.add_argument(
+        "--packed-weights",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="causal LMs on CPU: oneDNN-packed frozen weights, faster decoding for one more copy "
+        "of them in memory (default: on)",
+    )
     p.set_defaults(func=run)
 
 
@@ -69,6 +76,7 @@ def settings(args: argparse.Namespace) -> dict[str, object]:
         "runs",
         "device",
         "num_threads",
+        "packed_weights",
     ):
         value = getattr(args, key)
         if value is not None:

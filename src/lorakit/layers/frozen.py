@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from lorakit.layers import gemm
+from lorakit.layers.packed import PackedWeight, packed_product, packs
 
 
 class _FrozenLinearFn(torch.autograd.Function):
@@ -70,6 +71,10 @@ class FrozenLinear(nn.Module):
         if type(base_layer) is not nn.Linear:
             raise TypeError(f"FrozenLinear wraps a plain nn.Linear, got {type(base_layer).__name__}")
         self.base_layer = base_layer
+        self.packed = False
+        """While no gradient is recorded, multiply by a oneDNN-packed copy of the weight
+        (layers/packed.py: faster decoding, one more copy of the weight)."""
+        self._packed = PackedWeight()
 
     @property
     def weight(self) -> nn.Parameter:
@@ -89,9 +94,12 @@ class FrozenLinear(nn.Module):
         return self.base_layer.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed and packs(self.base_layer, x):
+            return packed_product(self.base_layer, self._packed, x)
         if frozen_fusable(self.base_layer, x):
             return frozen_linear(x, self.base_layer.weight, self.base_layer.bias)
         return self.base_layer(x)
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, gemm=lorakit"
+        packed = ", packed=True" if self.packed else ""
+        return f"in={self.in_features}, out={self.out_features}, gemm=lorakit{packed}"

@@ -133,6 +133,11 @@ def reset_onednn_probe() -> None:
     _CHOICES.clear()
 
 
+def onednn_linear_op() -> OnednnLinear | None:
+    """oneDNN's linear operator (``a, w, bias, "none", [], ""``) after its probe, else None."""
+    return _onednn_op()
+
+
 def onednn_available() -> bool:
     """Whether this torch build has a working oneDNN linear kernel (probed once)."""
     return _onednn_op() is not None

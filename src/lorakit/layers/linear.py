@@ -15,6 +15,7 @@ from lorakit.layers.base import (
 from lorakit.layers.dense import base_device, is_conv1d, linear_features, uninitialised_linear
 from lorakit.layers.fast_linear import can_fuse, lora_linear
 from lorakit.layers.mixed import RowRouting, mixed_linear_forward
+from lorakit.layers.packed import PackedWeight, base_product, packs
 from lorakit.layers.variants import drop_variants
 
 
@@ -37,6 +38,10 @@ class LoraLinear(nn.Module):
         """Compute base + one unmerged adapter as a single fused autograd node (same result)."""
         self.row_routing: RowRouting | None = None
         """Set by ``lorakit.mixed_adapters``: one adapter per row of the batch (layers/mixed.py)."""
+        self.packed_base = False
+        """While no gradient is recorded, compute the base product from a oneDNN-packed copy of
+        the base weight (layers/packed.py: faster decoding, one more copy of the weight)."""
+        self._packed = PackedWeight()
 
     def add_adapter(self, name: str, r: int, scaling: float, dropout: float, init: str) -> None:
         factory = {"device": base_device(self.base_layer), "dtype": torch.float32}
@@ -68,13 +73,14 @@ class LoraLinear(nn.Module):
         pending = [] if self.disabled else [n for n in self.active_adapters if n not in self.merged_adapters]
         # One plain (non-DoRA) adapter: one fused autograd node computes base + update.
         fusable = len(pending) == 1 and pending[0] not in self.lora_magnitude_vector
-        if self.fast_path and fusable and can_fuse(self.base_layer, x):
+        packed = self.packed_base and packs(self.base_layer, x)  # then the base product goes packed
+        if self.fast_path and fusable and not packed and can_fuse(self.base_layer, x):
             name = pending[0]
             a, b = self.lora_A[name].weight, self.lora_B[name].weight
             return lora_linear(
                 x, self.base_layer, self.fan_in_fan_out, a, b, self.scaling[name], self.lora_dropout[name]
             )
-        result = self.base_layer(x)
+        result = self.base_output(x)
         if self.disabled:
             return result
         for name in self.active_adapters:
@@ -86,5 +92,11 @@ class LoraLinear(nn.Module):
             result = add_low_rank_update(self, name, x, result)
         return result
 
+    def base_output(self, x: torch.Tensor) -> torch.Tensor:
+        """``base_layer(x)``, from the packed weight where ``packed_base`` allows it."""
+        return base_product(self.base_layer, self._packed if self.packed_base else None, x)
+
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, r={self.r}, merged={self.merged_adapters}"
+        packed = ", packed_base=True" if self.packed_base else ""
+        merged = self.merged_adapters
+        return f"in={self.in_features}, out={self.out_features}, r={self.r}, merged={merged}{packed}"

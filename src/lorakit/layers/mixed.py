@@ -292,6 +292,6 @@ class RowRouting:
 
 def mixed_linear_forward(layer: nn.Module, routing: RowRouting, x: torch.Tensor) -> torch.Tensor:
     """``LoraLinear`` in a mixed forward: the base output plus each row's own update."""
-    out = layer.base_layer(x)
+    out = layer.base_output(x)
     state = routing.state_for(layer)
     return out if state is None else routing.strategy.apply(state, x, out)

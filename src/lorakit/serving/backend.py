@@ -17,7 +17,7 @@ from torch import nn
 
 from lorakit.adapter_io import load_adapter
 from lorakit.errors import LorakitError
-from lorakit.fast_modules import wrap_output_head
+from lorakit.fast_modules import prepare_for_serving
 from lorakit.model import adapter_state, delete_adapter, has_adapters
 from lorakit.model_sources import ModelRef, load_pretrained, load_tokenizer, model_kind, resolve_model
 from lorakit.serving.store import AdapterInfo
@@ -34,7 +34,7 @@ def base_id(spec: str) -> str:
 class Backend:
     """Owns the model(s); every method runs on the engine thread."""
 
-    def __init__(self, spec: str, device: str = "cpu") -> None:
+    def __init__(self, spec: str, device: str = "cpu", *, packed_weights: bool = True) -> None:
         self.ref: ModelRef = resolve_model(spec)
         self.id = base_id(spec)
         kind = model_kind(self.ref)
@@ -53,9 +53,10 @@ class Backend:
             from transformers import AutoModelForCausalLM
 
             self.lm = load_pretrained(self.ref, AutoModelForCausalLM).to(self.device).eval()
-            # The LM head on lorakit's GEMM path: per row count, the faster of oneDNN and MKL
-            # (measured once); at decode row counts oneDNN was 1.4-4.4x faster here (BENCHMARKS.md).
-            wrap_output_head(self.lm)
+            # Empty LoRA wrappers on every linear layer (adapters attach without building any) and,
+            # unless turned off, packed weights for every frozen product: a decode step streams
+            # the whole model, and oneDNN's blocked layout made it 1.5-1.8x faster (BENCHMARKS.md).
+            prepare_for_serving(self.lm, packed=packed_weights)
         else:
             from transformers import AutoModelForSequenceClassification
 

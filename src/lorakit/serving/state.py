@@ -35,7 +35,9 @@ class ServerState:
             torch.set_num_threads(config.num_threads)
         self.config = config
         self.metrics = ServerMetrics()
-        self.backend = backend or Backend(config.base, pick_device(config.device))
+        self.backend = backend or Backend(
+            config.base, pick_device(config.device), packed_weights=config.packed_weights
+        )
         self.store = AdapterStore(
             config.max_loaded,
             self.backend.attach,
