@@ -4,6 +4,7 @@ autograd, off under MatmulBackend.TORCH, and a clean fallback when the private o
 from __future__ import annotations
 
 import copy
+import json
 import pickle
 
 import pytest
@@ -180,3 +181,24 @@ def test_prepare_for_serving_wraps_every_linear_but_the_head_and_keeps_logits() 
     assert {n: id(m) for n, m in model.named_modules() if isinstance(m, LoraLinear)} == wrappers
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids).logits, reference(input_ids=ids).logits)
+
+
+def test_an_all_linear_adapter_loads_onto_a_prepared_model(tmp_path) -> None:
+    """PEFT's all-linear expansion must not count the head inside its FrozenLinear as a target."""
+    trained = lorakit.inject(tiny_llama(), lorakit.LoraConfig(r=4, alpha=8, targets="all-linear"))
+    with torch.no_grad():
+        for p in trained.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.1)
+    lorakit.save_adapter(trained.eval(), tmp_path / "ad")
+    config = tmp_path / "ad" / "adapter_config.json"  # as a hand-written PEFT config says it
+    data = json.loads(config.read_text())
+    data["target_modules"] = "all-linear"
+    config.write_text(json.dumps(data))
+    assert json.loads(config.read_text())["target_modules"] == "all-linear"
+    served = tiny_llama()
+    prepare_for_serving(served)
+    lorakit.load_adapter(served, tmp_path / "ad")
+    ids = torch.tensor([[1, 5, 7, 2, 9]])
+    with torch.no_grad():
+        torch.testing.assert_close(served(input_ids=ids).logits, trained(input_ids=ids).logits)
