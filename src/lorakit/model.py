@@ -11,7 +11,7 @@ from torch import nn
 
 from lorakit.config import RESIDUAL_INITS, LoraConfig
 from lorakit.errors import ConfigError, LorakitError, TargetError
-from lorakit.layers import LORA_TYPES, ModulesToSave, wrap
+from lorakit.layers import LORA_TYPES, LoraLinear, ModulesToSave, wrap
 from lorakit.layers.base import NO_INIT
 from lorakit.layers.variants import check_variant_targets, setup_variants
 from lorakit.targeting import inside_any, resolve_targets
@@ -116,7 +116,19 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig, *, initial
 
     ``initialize=False`` leaves the new A/B tensors uninitialised (and torch's random generator
     untouched) for a caller that overwrites them all at once, as the adapter loader does; residual
-    inits (PiSSA, OLoRA), which change the base weights, are always run."""
+    inits (PiSSA, OLoRA), which change the base weights, are always run. Such an adapter may take
+    over the A/B modules an adapter deleted with ``recycle=True`` left on its layers."""
+    attach_adapter(model, adapter_name, cfg, initialize=initialize)
+
+
+AdapterModules = tuple[list[tuple[str, nn.Module]], list[tuple[str, ModulesToSave]]]
+
+
+def attach_adapter(
+    model: nn.Module, adapter_name: str, cfg: LoraConfig, *, initialize: bool = True
+) -> AdapterModules:
+    """``add_adapter``, returning ``adapter_modules(model)`` as it stands afterwards (for a caller
+    that walks them next, like the loader: one walk of the model fewer per load)."""
     check_adapter_name(adapter_name)
     if not isinstance(cfg, LoraConfig):
         raise ConfigError(f"expected a LoraConfig, got {type(cfg).__name__}")
@@ -127,7 +139,8 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig, *, initial
     missing = [m for m in cfg.saved_modules() if not _find_saved_module(model, m)]
     if missing:
         raise TargetError(f"modules_to_save: {missing} match no module of the model")
-    wrapped = dict(lora_layers(model))
+    layers, saved = adapter_modules(model)
+    wrapped = dict(layers)
     nested = [n for n in wrapped if inside_any(n, cfg.saved_modules())]
     if nested:
         raise TargetError(
@@ -139,7 +152,7 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig, *, initial
     fresh = {name: wrap(module, name) for name, module in targets if name not in wrapped}
     model.__dict__["_lorakit"] = state
     if not state.configs:
-        model.requires_grad_(False)
+        _set_requires_grad(model, False)
     for name, _ in targets:
         layer = wrapped.get(name) or fresh[name]
         if name in fresh:
@@ -164,15 +177,19 @@ def add_adapter(model: nn.Module, adapter_name: str, cfg: LoraConfig, *, initial
         # does not silently run LoRA dropout at inference (only the new adapter's modules on a
         # wrapper that already exists: its other adapters' modules follow the model already).
         _follow_base_mode(layer, adapter_name, fresh=name in fresh)
+    changed = bool(fresh)
     for name in _saved_module_names(model, cfg.saved_modules()):
         module = model.get_submodule(name)
         if not isinstance(module, ModulesToSave):
             module = ModulesToSave(module)
             replace_module(model, name, module)
+            changed = True
         module.add_adapter(adapter_name)
         module.modules_to_save[adapter_name].requires_grad_(False)
         module.train(module.original_module.training)
     state.configs[adapter_name] = cfg
+    # The walk before attaching still holds when no module was replaced (a server's loads).
+    return adapter_modules(model) if changed else (layers, saved)
 
 
 def _follow_base_mode(layer: nn.Module, adapter_name: str, fresh: bool) -> None:
@@ -183,7 +200,8 @@ def _follow_base_mode(layer: nn.Module, adapter_name: str, fresh: bool) -> None:
     for table in layer.children():
         if isinstance(table, nn.ModuleDict) and adapter_name in table:
             for module in _walk(table[adapter_name]):
-                module.training = mode  # what train(mode) sets, without its per-module dispatch
+                if module.training != mode:  # recycled modules are set already
+                    module.training = mode  # what train(mode) sets, without its per-module dispatch
 
 
 def _walk(module: nn.Module) -> Iterator[nn.Module]:
@@ -194,12 +212,25 @@ def _walk(module: nn.Module) -> Iterator[nn.Module]:
             yield from _walk(child)
 
 
+def trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The parameters under ``module`` that require grad (each once), from a direct walk of the
+    module tables (``named_parameters()``'s generator chain cost a model load several ms)."""
+    seen: set[int] = set()
+    out = []
+    for m in _walk(module):
+        for p in m._parameters.values():
+            if p is not None and p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+    return out
+
+
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
     """``module.requires_grad_(flag)``, walking the module's own tables directly: attaching an
     adapter does this for ~250 small modules, where ``parameters()``'s generator chain was the cost."""
     for m in _walk(module):
         for p in m._parameters.values():
-            if p is not None:
+            if p is not None and p.requires_grad != flag:
                 p.requires_grad_(flag)
 
 
@@ -252,10 +283,11 @@ def set_adapter(model: nn.Module, adapter_name: str) -> None:
                 param.requires_grad_(True)
 
 
-def route_to_adapter(model: nn.Module, adapter_name: str) -> None:
+def route_to_adapter(model: nn.Module, adapter_name: str, modules: AdapterModules | None = None) -> None:
     """Make ``adapter_name`` the adapter that runs, changing no ``requires_grad`` flag (the part
-    of ``set_adapter`` an inference load needs; its flag walk costs more than the rest of it)."""
-    layers, saved = adapter_modules(model)
+    of ``set_adapter`` an inference load needs; its flag walk costs more than the rest of it).
+    ``modules``: ``adapter_modules(model)`` when the caller has it."""
+    layers, saved = modules or adapter_modules(model)
     for _, layer in layers:
         layer.active_adapters = [adapter_name] if adapter_name in layer.adapter_names() else []
     for _, module in saved:
@@ -271,24 +303,33 @@ def _adapter_tables(layer: nn.Module) -> list[nn.ModuleDict | nn.ParameterDict]:
     ]
 
 
-def delete_adapter(model: nn.Module, adapter_name: str, *, unwrap: bool = True) -> None:
+def delete_adapter(
+    model: nn.Module, adapter_name: str, *, unwrap: bool = True, recycle: bool = False
+) -> None:
     """Remove one adapter; wrappers left with none are unwrapped back to their base module.
 
     ``unwrap=False`` keeps such wrappers in place, empty: an empty wrapper computes exactly its
     base module, and the next adapter on those layers is attached without rebuilding them (what
-    a server that loads and evicts adapters all day wants; ``lorakit serve`` does this)."""
+    a server that loads and evicts adapters all day wants; ``lorakit serve`` does this).
+    ``recycle=True`` also keeps the adapter's A/B modules on each linear layer, for the next
+    adapter loaded there with the same rank to take over instead of allocating its own (the loader
+    overwrites every value). Only for a model no optimizer holds: those tensors live on."""
     state = adapter_state(model)
     if adapter_name not in state.configs:
         raise ConfigError(f"no adapter named {adapter_name!r}; this model has {list(state.configs)}")
-    merged = [name for name, layer in lora_layers(model) if adapter_name in layer.merged_adapters]
+    layers, saved = adapter_modules(model)  # unwrapping LoRA layers leaves ``saved`` as it is
+    merged = [name for name, layer in layers if adapter_name in layer.merged_adapters]
     if merged:  # checked up front so a refusal leaves every layer as it was
         raise LorakitError(f"adapter {adapter_name!r} is merged into {merged[0]}: unmerge first")
-    for name, layer in list(lora_layers(model)):
+    for name, layer in layers:
         if adapter_name in layer.adapter_names():
-            layer.delete_adapter(adapter_name)
+            if recycle and isinstance(layer, LoraLinear):
+                layer.delete_adapter(adapter_name, keep_spare=True)
+            else:
+                layer.delete_adapter(adapter_name)
         if unwrap and not layer.adapter_names():
             replace_module(model, name, layer.base_layer)
-    for name, module in list(saved_modules(model)):
+    for name, module in saved:
         if adapter_name in module.modules_to_save:
             module.delete_adapter(adapter_name)
         if not module.adapter_names():

@@ -209,3 +209,41 @@ def test_bias_all_does_not_train_other_adapters_copies() -> None:
     assert not torch.allclose(logits(model, inputs), base)
     with disable_adapters(model):
         assert torch.equal(logits(model, inputs), base)
+
+
+def _saved(tmp_path, name: str, r: int, seed: int):
+    from lorakit import save_adapter
+
+    model = inject(tiny_llama(), LoraConfig(r=r, alpha=2 * r, targets=["q_proj", "v_proj"]))
+    randomize_adapter(model, "default", seed)
+    return save_adapter(model.eval(), tmp_path / name), logits(model, text_inputs())
+
+
+def test_recycled_modules_are_taken_over_by_the_next_load_of_that_rank(tmp_path) -> None:
+    """delete_adapter(recycle=True) keeps A/B for the next loaded adapter of the same rank: the
+    same module objects, holding exactly the new file's values; another rank allocates anew."""
+    from lorakit import load_adapter
+
+    first, _ = _saved(tmp_path, "first", 4, 1)
+    second, second_logits = _saved(tmp_path, "second", 4, 2)
+    third, third_logits = _saved(tmp_path, "third", 8, 3)
+    model = load_adapter(tiny_llama(), first, "a")
+    modules = {n: (id(m.lora_A["a"]), id(m.lora_B["a"])) for n, m in lora_layers(model)}
+    for _, layer in lora_layers(model):
+        layer.lora_A["a"].weight.grad = torch.ones_like(layer.lora_A["a"].weight)
+    delete_adapter(model, "a", unwrap=False, recycle=True)
+    load_adapter(model, second, "b")
+    assert {n: (id(m.lora_A["b"]), id(m.lora_B["b"])) for n, m in lora_layers(model)} == modules
+    assert all(m.lora_A["b"].weight.grad is None for _, m in lora_layers(model))
+    assert not any(p.requires_grad for p in model.parameters())
+    assert torch.equal(logits(model, text_inputs()), second_logits)
+    delete_adapter(model, "b", unwrap=False, recycle=True)
+    load_adapter(model, third, "c")  # rank 8: the rank-4 spares do not fit
+    assert all(tuple(m.lora_A["c"].weight.shape)[0] == 8 for _, m in lora_layers(model))
+    assert torch.equal(logits(model, text_inputs()), third_logits)
+
+
+def test_without_recycle_nothing_is_kept() -> None:
+    model, _, _ = two_adapters()
+    delete_adapter(model, "other", unwrap=False)
+    assert all(layer._spare is None for _, layer in lora_layers(model))

@@ -10,17 +10,20 @@ from __future__ import annotations
 from torch import nn
 
 from lorakit.layers import LoraEmbedding
-from lorakit.model import adapter_modules, adapter_state, lora_layers, saved_modules
+from lorakit.model import AdapterModules, adapter_modules, adapter_state, lora_layers, saved_modules
 
 PREFIX = "base_model.model."
 _SKIP_BIAS = (".lora_", ".original_module.", ".modules_to_save.")
 
 
-def adapter_entries(model: nn.Module, name: str) -> dict[str, nn.Parameter]:
-    """{file key: live parameter or buffer} for everything adapter ``name`` saves."""
+def adapter_entries(
+    model: nn.Module, name: str, modules: AdapterModules | None = None
+) -> dict[str, nn.Parameter]:
+    """{file key: live parameter or buffer} for everything adapter ``name`` saves; ``modules`` is
+    ``adapter_modules(model)`` when the caller has it."""
     cfg = adapter_state(model).configs[name]
     out: dict[str, nn.Parameter] = {}
-    layers, saved = adapter_modules(model)
+    layers, saved = modules or adapter_modules(model)
     for path, layer in layers:
         if name not in layer.adapter_names():
             continue

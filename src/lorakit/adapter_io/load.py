@@ -31,12 +31,13 @@ from lorakit.errors import AdapterFileError, LorakitError
 from lorakit.layers import is_linear_like
 from lorakit.model import (
     adapter_state,
-    add_adapter,
+    attach_adapter,
     check_adapter_name,
     delete_adapter,
     has_adapters,
     route_to_adapter,
     set_adapter,
+    trainable_parameters,
 )
 from lorakit.paths import check_path_text
 from lorakit.targeting import base_modules
@@ -269,10 +270,10 @@ def _apply(
     # Only a model's first adapter changes flags beyond its own tensors (add_adapter freezes the
     # model); a further adapter adds tensors and changes nothing else (not even which adapter is
     # active), so undoing it is deleting it. (Snapshotting every flag walked every loaded adapter.)
-    grads = {n: p.requires_grad for n, p in model.named_parameters()} if first else None
+    trainable = trainable_parameters(model) if first else None
     try:
-        add_adapter(model, name, cfg, initialize=False)
-        entries = adapter_entries(model, name)
+        modules = attach_adapter(model, name, cfg, initialize=False)
+        entries = adapter_entries(model, name, modules)
         unknown = sorted(set(tensors) - set(entries))
         missing = sorted(set(entries) - set(tensors))
         if unknown:
@@ -291,13 +292,12 @@ def _apply(
     except Exception:
         if has_adapters(model) and name in adapter_state(model).configs:
             delete_adapter(model, name)
-        if grads is not None:
-            for n, p in model.named_parameters():
-                p.requires_grad_(grads.get(n, p.requires_grad))
+        for p in trainable or ():
+            p.requires_grad_(True)
         raise
     # A further adapter stays inactive and every requires_grad flag stays as it was
     # (set_adapter(previous) here would make a frozen inference model trainable again).
     if first and is_trainable:
         set_adapter(model, name)
     elif first:  # add_adapter froze the whole model and the new tensors: only the routing changes
-        route_to_adapter(model, name)
+        route_to_adapter(model, name, modules)

@@ -68,6 +68,7 @@ def add_low_rank(
     scaling: float,
     dropout: float,
     init: str,
+    dropout_module: nn.Module | None = None,
 ) -> None:
     """Register adapter ``name`` as ``lora_A`` / ``lora_B`` / ``lora_dropout`` entries (Linear, Conv).
 
@@ -76,7 +77,9 @@ def add_low_rank(
     r = lora_a.weight.shape[0]
     layer.lora_A[name] = lora_a
     layer.lora_B[name] = lora_b
-    layer.lora_dropout[name] = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+    if dropout_module is None:
+        dropout_module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+    layer.lora_dropout[name] = dropout_module
     if init != NO_INIT:
         init_lora_a(lora_a.weight, r, init)
         nn.init.zeros_(lora_b.weight)

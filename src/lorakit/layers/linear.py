@@ -42,9 +42,16 @@ class LoraLinear(nn.Module):
         """While no gradient is recorded, compute the base product from a oneDNN-packed copy of
         the base weight (layers/packed.py: faster decoding, one more copy of the weight)."""
         self._packed = PackedWeight()
+        self._spare: tuple[nn.Module, nn.Module, nn.Module] | None = None
+        """A/B/dropout of the last adapter deleted with ``keep_spare`` (not registered: no state)."""
 
     def add_adapter(self, name: str, r: int, scaling: float, dropout: float, init: str) -> None:
         factory = {"device": base_device(self.base_layer), "dtype": torch.float32}
+        spare = self._take_spare(r, dropout, factory["device"]) if init == NO_INIT else None
+        if spare is not None:  # every value is overwritten by the caller, as for NO_INIT
+            a, b, drop = spare
+            add_low_rank(self, name, a, b, scaling, dropout, init, dropout_module=drop)
+            return
         if init == NO_INIT:  # nn.Linear's constructor would draw a random weight to be overwritten
             a = uninitialised_linear(self.in_features, r, **factory)
             b = uninitialised_linear(r, self.out_features, **factory)
@@ -53,9 +60,34 @@ class LoraLinear(nn.Module):
             b = nn.Linear(r, self.out_features, bias=False, **factory)
         add_low_rank(self, name, a, b, scaling, dropout, init)
 
-    def delete_adapter(self, name: str) -> None:
+    def delete_adapter(self, name: str, *, keep_spare: bool = False) -> None:
+        """Drop adapter ``name``; ``keep_spare`` keeps its A/B/dropout modules for the next
+        uninitialised adapter of the same rank (``model.delete_adapter(..., recycle=True)``)."""
+        plain = name not in self.lora_magnitude_vector and name not in self.residual_origin
+        spare = (self.lora_A[name], self.lora_B[name], self.lora_dropout[name])
         drop_variants(self, name)
         forget_adapter(self, name, (self.lora_A, self.lora_B, self.lora_dropout))
+        if keep_spare and plain:
+            for module in spare[:2]:
+                module.weight.grad = None
+            self._spare = spare
+
+    def _take_spare(self, r: int, dropout: float, device: torch.device) -> tuple[nn.Module, ...] | None:
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        a, b, drop = spare
+        fits = (
+            tuple(a.weight.shape) == (r, self.in_features)
+            and tuple(b.weight.shape) == (self.out_features, r)
+            and a.weight.dtype == b.weight.dtype == torch.float32
+            and a.weight.device == b.weight.device == device
+            and (
+                (isinstance(drop, nn.Dropout) and drop.p == dropout)
+                or (dropout == 0 and isinstance(drop, nn.Identity))
+            )
+        )
+        return spare if fits else None
 
     def adapter_names(self) -> list[str]:
         return list(self.lora_A.keys())

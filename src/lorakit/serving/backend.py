@@ -115,7 +115,8 @@ class Backend:
         if has_adapters(model) and info.name in adapter_state(model).configs:
             # Wrappers stay (empty ones compute the base exactly): the next adapter on these
             # layers attaches without rebuilding 100+ modules (cold load, BENCHMARKS.md).
-            delete_adapter(model, info.name, unwrap=False)
+            # Its A/B modules stay too, for the next adapter of the same rank (no optimizer here).
+            delete_adapter(model, info.name, unwrap=False, recycle=True)
 
     def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
         if not getattr(self.tokenizer, "chat_template", None):
