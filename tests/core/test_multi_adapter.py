@@ -239,7 +239,7 @@ def test_recycled_modules_are_taken_over_by_the_next_load_of_that_rank(tmp_path)
     assert torch.equal(logits(model, text_inputs()), second_logits)
     delete_adapter(model, "b", unwrap=False, recycle=True)
     load_adapter(model, third, "c")  # rank 8: the rank-4 spares do not fit
-    assert all(tuple(m.lora_A["c"].weight.shape)[0] == 8 for _, m in lora_layers(model))
+    assert all(m.lora_A["c"].weight.shape[0] == 8 for _, m in lora_layers(model))
     assert torch.equal(logits(model, text_inputs()), third_logits)
 
 
