@@ -116,6 +116,19 @@ class PackedWeight:
         return self._packed.numel() * self._packed.element_size()
 
 
+def prepack(base: nn.Module, cache: PackedWeight) -> bool:
+    """Make the packed copy of ``base``'s weight now, if it can ever be used (a plain CPU float32
+    ``nn.Linear`` and a working operator): a server then holds its memory from start-up, and no
+    request pays for packing. Returns whether it did."""
+    if type(base) is not nn.Linear or base.weight.device.type != "cpu" or base.weight.dtype != torch.float32:
+        return False
+    op = _reorder_op()
+    if op is None:
+        return False
+    cache.of(base.weight, op)
+    return True
+
+
 def packs(base: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``base(x)`` may run as a packed product: a plain frozen-in-effect ``nn.Linear``
     (no gradient recorded, no hooks, no autocast), CPU float32, large enough, not under TORCH."""
