@@ -13,8 +13,10 @@ The costs, and why it is opt-in (``LoraLinear.packed_base``, ``FrozenLinear.pack
 - memory: one more copy of every packed weight (SmolLM2-135M: about 540 MB);
 - float32 results equal torch's up to summation order (last bits), as with ``MatmulBackend.ONEDNN``;
 - only while no gradient is recorded (the packed copy has no autograd), on CPU float32, for
-  products of at least ``gemm.MIN_WORK`` multiply-adds (smaller ones lose to MKL's per-call
-  speed); under ``MatmulBackend.TORCH`` never, so that setting stays bit-identical to nn.Linear.
+  weights of at least ``MIN_WEIGHT`` elements, at any row count (a decode step reads each weight
+  from memory, where the blocked layout won at 1, 2 and 4 rows as well: 1.3-1.6x end to end,
+  though a product on a weight already in cache can be slower than MKL's at 1 row); under
+  ``MatmulBackend.TORCH`` never, so that setting stays bit-identical to nn.Linear.
 
 The copy is rebuilt whenever the weight changes (a merge writes it in place: its ``_version``
 moves), so it can never be stale. Both private operators are probed once on a tiny product;
@@ -33,6 +35,9 @@ from torch import nn
 from lorakit.layers import gemm
 
 Reorder = Callable[..., torch.Tensor]
+MIN_WEIGHT = 1 << 16
+"""Weights with fewer elements stay on torch's GEMM: they fit in cache, where oneDNN's per-call
+cost is not repaid (SmolLM2's smallest projection, 192 x 576, has 110,592)."""
 ROW_HINT = 16
 """The row count oneDNN's reorder is told to expect: a decode batch (the layout chosen for it ran
 1 to 608 rows as fast as one chosen for each, measured on SmolLM2's shapes)."""
@@ -120,7 +125,8 @@ def prepack(base: nn.Module, cache: PackedWeight) -> bool:
     """Make the packed copy of ``base``'s weight now, if it can ever be used (a plain CPU float32
     ``nn.Linear`` and a working operator): a server then holds its memory from start-up, and no
     request pays for packing. Returns whether it did."""
-    if type(base) is not nn.Linear or base.weight.device.type != "cpu" or base.weight.dtype != torch.float32:
+    w = base.weight if type(base) is nn.Linear else None
+    if w is None or w.device.type != "cpu" or w.dtype != torch.float32 or w.numel() < MIN_WEIGHT:
         return False
     op = _reorder_op()
     if op is None:
@@ -130,8 +136,8 @@ def prepack(base: nn.Module, cache: PackedWeight) -> bool:
 
 
 def packs(base: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``base(x)`` may run as a packed product: a plain frozen-in-effect ``nn.Linear``
-    (no gradient recorded, no hooks, no autocast), CPU float32, large enough, not under TORCH."""
+    """Whether ``base(x)`` may run as a packed product: a plain ``nn.Linear`` with no gradient
+    recorded, no hooks, no autocast, CPU float32, a large enough weight, not under TORCH."""
     if torch.is_grad_enabled() or type(base) is not nn.Linear:
         return False
     w = base.weight
@@ -141,8 +147,7 @@ def packs(base: nn.Module, x: torch.Tensor) -> bool:
         return False
     if gemm.get_matmul_backend() is gemm.MatmulBackend.TORCH or not torch.backends.mkldnn.enabled:
         return False
-    rows = x.numel() // x.shape[-1]
-    return rows * w.shape[0] * w.shape[1] >= gemm.MIN_WORK and _reorder_op() is not None
+    return w.numel() >= MIN_WEIGHT and x.numel() > 0 and _reorder_op() is not None
 
 
 def packed_product(base: nn.Linear, cache: PackedWeight, x: torch.Tensor) -> torch.Tensor:
