@@ -7,6 +7,8 @@ import json
 import os
 import secrets
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,14 @@ import torch
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
-from lorakit.adapter_io.st_header import parse_header
+from lorakit.adapter_io.st_header import TensorEntry, parse_header
+from lorakit.adapter_io.st_read import (
+    file_checksum,
+    read_file,
+    region_all_finite,
+    tensor_views,
+    views_possible,
+)
 from lorakit.digest import WeightIdentity, tensor_buffer
 from lorakit.errors import AdapterFileError
 
@@ -144,29 +153,54 @@ def canonical_safetensors(raw: bytes) -> bytes:
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file; any corruption becomes an AdapterFileError.
 
-    The layout is validated by ``parse_header`` before the library decodes a byte, and a file
-    that carries lorakit metadata must carry all of it, with a matching content checksum.
+    The layout is validated by ``parse_header`` before a byte is decoded, and a file that
+    carries lorakit metadata must carry all of it, with a matching content checksum.
     """
     if not path.is_file():
         raise AdapterFileError(f"{path}: adapter_model.safetensors not found")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise AdapterFileError(f"{path}: cannot read the file ({e.strerror})") from e
+    data = read_file(path)
     entries, metadata = parse_header(data, path)
+    decoded = decode_tensors(data, entries, path)
+    tensors = decoded.tensors
+    if not decoded.all_finite():
+        key = next(k for k, t in tensors.items() if not torch.isfinite(t).all())
+        raise AdapterFileError(f"{path}: tensor {key!r} holds NaN or Inf values")
+    _check_lorakit_metadata(metadata, decoded.content_checksum, path)
+    return tensors, metadata
+
+
+@dataclass(frozen=True)
+class DecodedTensors:
+    """A file's tensors and how they were decoded: as views of the file buffer (``zero_copy``)
+    or as copies made by the safetensors library."""
+
+    tensors: dict[str, torch.Tensor]
+    zero_copy: bool
+    data: bytearray
+    entries: list[TensorEntry]
+
+    def all_finite(self) -> bool:
+        whole = region_all_finite(self.data, self.entries) if self.zero_copy else None
+        return _all_finite(self.tensors) if whole is None else whole
+
+    def content_checksum(self) -> str:
+        """``checksum(self.tensors)``, from the file's bytes where the tensors are views of them."""
+        return file_checksum(self.data, self.entries) if self.zero_copy else checksum(self.tensors)
+
+
+def decode_tensors(data: bytearray, entries: list[TensorEntry], path: Path) -> DecodedTensors:
+    """The tensors of a file ``parse_header`` validated: views of ``data`` where possible."""
+    if views_possible(data, entries):
+        return DecodedTensors(tensor_views(data, entries), True, data, entries)
     try:
-        tensors = safetensors_load(data)
+        tensors = safetensors_load(bytes(data))
     except Exception as e:  # the layout was validated, so this is a library-level refusal
         raise AdapterFileError(f"{path}: not a readable safetensors file ({e})") from e
     described = {e.name: (e.dtype, e.shape) for e in entries}
     decoded = {k: (_ST_DTYPES.get(t.dtype), tuple(t.shape)) for k, t in tensors.items()}
     if described != decoded:
         raise AdapterFileError(f"{path}: decoded tensors do not match the header")
-    if not _all_finite(tensors):
-        key = next(k for k, t in tensors.items() if not torch.isfinite(t).all())
-        raise AdapterFileError(f"{path}: tensor {key!r} holds NaN or Inf values")
-    _check_lorakit_metadata(metadata, tensors, path)
-    return tensors, metadata
+    return DecodedTensors(tensors, False, data, entries)
 
 
 def _all_finite(tensors: dict[str, torch.Tensor]) -> bool:
@@ -182,7 +216,9 @@ def _all_finite(tensors: dict[str, torch.Tensor]) -> bool:
 _ST_DTYPES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.float64: "F64"}
 
 
-def _check_lorakit_metadata(metadata: dict[str, str], tensors: dict[str, torch.Tensor], path: Path) -> None:
+def _check_lorakit_metadata(
+    metadata: dict[str, str], content_checksum: Callable[[], str], path: Path
+) -> None:
     """A lorakit file has every lorakit key and a matching checksum; a PEFT file has none."""
     ours = {k for k in metadata if k.startswith("lorakit")}
     if not ours:
@@ -198,7 +234,7 @@ def _check_lorakit_metadata(metadata: dict[str, str], tensors: dict[str, torch.T
     missing = sorted(REQUIRED_KEYS - ours)
     if missing:
         raise AdapterFileError(f"{path}: lorakit metadata {missing[0]!r} is missing: corrupt header")
-    if metadata[CHECKSUM_KEY] != checksum(tensors):
+    if metadata[CHECKSUM_KEY] != content_checksum():
         raise AdapterFileError(f"{path}: content checksum mismatch: the file is corrupt")
 
 
