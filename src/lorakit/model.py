@@ -295,12 +295,13 @@ def route_to_adapter(model: nn.Module, adapter_name: str, modules: AdapterModule
     adapter_state(model).active = adapter_name
 
 
+_TABLES = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
+
+
 def _adapter_tables(layer: nn.Module) -> list[nn.ModuleDict | nn.ParameterDict]:
-    return [
-        getattr(layer, t)
-        for t in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
-        if hasattr(layer, t)
-    ]
+    # the tables are submodules: a dict look-up, not hasattr's failing nn.Module.__getattr__
+    children = layer._modules
+    return [children[t] for t in _TABLES if children.get(t) is not None]
 
 
 def delete_adapter(
