@@ -204,12 +204,16 @@ def _follow_base_mode(layer: nn.Module, adapter_name: str, fresh: bool) -> None:
                     module.training = mode  # what train(mode) sets, without its per-module dispatch
 
 
-def _walk(module: nn.Module) -> Iterator[nn.Module]:
-    """``module`` and every module under it (an adapter's A, B, dropout: usually no children)."""
-    yield module
-    for child in module._modules.values():
-        if child is not None:
-            yield from _walk(child)
+def _walk(module: nn.Module) -> list[nn.Module]:
+    """``module`` and every module under it (an adapter's A, B, dropout: usually no children),
+    depth first; a plain loop (nested generators cost a load more than the work they did)."""
+    out: list[nn.Module] = []
+    stack = [module]
+    while stack:
+        m = stack.pop()
+        out.append(m)
+        stack.extend(c for c in reversed(m._modules.values()) if c is not None)
+    return out
 
 
 def trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
