@@ -21,11 +21,14 @@ from torch import nn
 from lorakit.errors import ConfigError, LorakitError
 from lorakit.layers import LoraLinear, ModulesToSave
 from lorakit.layers.mixed import STRATEGIES, RowRouting
-from lorakit.model import adapter_state, has_adapters, lora_layers, saved_modules
+from lorakit.model import adapter_modules, adapter_state, has_adapters, lora_layers
 
 
-def check_mixable(model: nn.Module, names: set[str]) -> None:
-    """Refuse (LorakitError) adapters the mixed forward cannot run; names the adapter and why."""
+def check_mixable(
+    model: nn.Module, names: set[str], layers: list[tuple[str, nn.Module]] | None = None
+) -> None:
+    """Refuse (LorakitError) adapters the mixed forward cannot run; names the adapter and why.
+    ``layers``: ``list(lora_layers(model))`` when the caller has it."""
     configs = adapter_state(model).configs if has_adapters(model) else {}
     for name in sorted(names):
         if name not in configs:
@@ -35,7 +38,7 @@ def check_mixable(model: nn.Module, names: set[str]) -> None:
                 f"adapter {name!r} is a DoRA adapter; mixed-adapter batches support plain LoRA only "
                 "(merge it into its own copy of the base, or serve it without mixing)"
             )
-    for module_name, layer in lora_layers(model):
+    for module_name, layer in lora_layers(model) if layers is None else layers:
         used = names & set(layer.adapter_names())
         if not used:
             continue
@@ -69,12 +72,13 @@ class MixedBatch:
         bad = [r for r in rows if r is not None and not isinstance(r, str)]
         if bad:
             raise ConfigError(f"row adapters must be adapter names or None, got {bad[0]!r}")
-        check_mixable(model, {r for r in rows if r is not None})
+        layers, saved = adapter_modules(model)  # one walk of the model per batch composition
+        check_mixable(model, {r for r in rows if r is not None}, layers)
         self.model = model
         self.adapters = rows
         self.routing = RowRouting(rows, STRATEGIES[strategy])
-        self._modules: list[Any] = [m for _, m in lora_layers(model) if isinstance(m, LoraLinear)]
-        self._modules += [m for _, m in saved_modules(model) if isinstance(m, ModulesToSave)]
+        self._modules: list[Any] = [m for _, m in layers if isinstance(m, LoraLinear)]
+        self._modules += [m for _, m in saved if isinstance(m, ModulesToSave)]
 
     def __enter__(self) -> MixedBatch:
         busy = [m for m in self._modules if m.row_routing is not None]
