@@ -60,12 +60,20 @@ class MixedBatch:
     """A reusable context: inside it, row i of every forward runs adapter ``adapters[i]``.
 
     Re-entering the same object reuses the per-layer gathered weights (while no gradient is
-    recorded), so a decode loop keeps one ``MixedBatch`` while its rows stay the same.
+    recorded), so a decode loop keeps one ``MixedBatch`` while its rows stay the same, and passes
+    the batch a new one ``replaces`` when they change (its buffers are reused).
     ``strategy`` is "gather" (per-row stacks + batched products, the default) or "segments"
     (one product pair per distinct adapter); see layers/mixed.py.
     """
 
-    def __init__(self, model: nn.Module, adapters: Sequence[str | None], strategy: str = "gather") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        adapters: Sequence[str | None],
+        strategy: str = "gather",
+        *,
+        replaces: MixedBatch | None = None,
+    ) -> None:
         if strategy not in STRATEGIES:
             raise ConfigError(f"mixed strategy {strategy!r} is unknown; use one of {sorted(STRATEGIES)}")
         rows = list(adapters)
@@ -77,6 +85,8 @@ class MixedBatch:
         self.model = model
         self.adapters = rows
         self.routing = RowRouting(rows, STRATEGIES[strategy])
+        if replaces is not None:  # its gathered weights' buffers are reused (it re-gathers if entered again)
+            self.routing.take_buffers(replaces.routing)
         self._modules: list[Any] = [m for _, m in layers if isinstance(m, LoraLinear)]
         self._modules += [m for _, m in saved if isinstance(m, ModulesToSave)]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 from torch import nn
@@ -137,3 +139,14 @@ def test_context_limit_and_bad_adapters_are_refused_up_front() -> None:
     with pytest.raises(LorakitError, match="empty"):
         batcher.submit(GenerationRequest("x", [], None))
     assert not batcher.has_work
+
+
+def test_rows_that_stay_keep_their_places_and_the_last_ones_fill_the_gaps() -> None:
+    from lorakit.inference.batcher import _survivors
+
+    rng = random.Random(0)
+    for _ in range(200):
+        alive = [rng.random() < 0.7 for _ in range(rng.randint(0, 12))]
+        order = _survivors(alive)
+        assert sorted(order) == [i for i, a in enumerate(alive) if a]  # each survivor once
+        assert all(order[i] == i for i in range(len(order)) if alive[i])  # in place when it can be

@@ -73,6 +73,15 @@ def eos_ids(model: nn.Module, tokenizer: Any) -> set[int]:
     return out
 
 
+def _survivors(alive: list[bool]) -> list[int]:
+    """The new order of the rows still alive: each keeps its place when it can, and the last
+    ones fill the places of rows that left. The rows' gathered adapter weights then change only
+    where a row moved or joined (layers/mixed.py re-gathers those rows only)."""
+    n = sum(alive)
+    movers = iter([i for i in range(n, len(alive)) if alive[i]])
+    return [i if alive[i] else next(movers) for i in range(n)]
+
+
 class ContinuousBatcher:
     """Runs many generation requests as one batch that requests join and leave between steps."""
 
@@ -157,7 +166,7 @@ class ContinuousBatcher:
         if not self._cancelled:
             return
         self.waiting = deque(r for r in self.waiting if r.id not in self._cancelled)
-        keep = [i for i, row in enumerate(self.rows) if row.request.id not in self._cancelled]
+        keep = _survivors([row.request.id not in self._cancelled for row in self.rows])
         if len(keep) != len(self.rows):
             self.rows = [self.rows[i] for i in keep]
             self.kv.keep(keep)
@@ -197,7 +206,8 @@ class ContinuousBatcher:
         mask, pos = self.kv.step_inputs()
         key = tuple(row.request.adapter for row in rows)
         if self._decode_mix is None or self._decode_mix[0] != key:
-            self._decode_mix = (key, MixedBatch(self.model, list(key), self.strategy))
+            old = None if self._decode_mix is None else self._decode_mix[1]
+            self._decode_mix = (key, MixedBatch(self.model, list(key), self.strategy, replaces=old))
         logits, _ = self._forward(last, mask, pos, self.kv.cache, self._decode_mix[1])
         return self._emit(logits, 0)
 
@@ -233,6 +243,6 @@ class ContinuousBatcher:
         done = {e.id for e in events if e.finish_reason is not None}
         if not done:
             return
-        keep = [i for i, row in enumerate(self.rows) if row.request.id not in done]
+        keep = _survivors([row.request.id not in done for row in self.rows])
         self.rows = [self.rows[i] for i in keep]
         self.kv.keep(keep)

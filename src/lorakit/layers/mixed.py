@@ -11,8 +11,9 @@ cached while the assignment holds) and ``apply`` (every forward):
   to the largest rank in the batch, with the scaling folded into B; a row with no adapter gets
   zeros. The update is then two batched products for the whole batch, ``bmm(x, A_rows)`` and
   ``baddbmm(out, ., B_rows)``, whatever the number of adapters. Outside autograd each layer keeps
-  the adapters it has served stacked (``_LayerStack``), so a new row assignment (a request joins
-  or leaves) is one ``index_select`` per stack, not a copy per adapter.
+  the adapters it has served stacked (mixed_stack.py), so a new row assignment (a request joins
+  or leaves) is one ``index_select`` per stack, not a copy per adapter; one that replaces another
+  re-gathers only the rows whose adapter changed, into the replaced one's buffers.
 * ``SegmentLoop``: rows are grouped by adapter and each group runs its own two products and an
   ``index_add_`` into the output: 3-4 operations per distinct adapter per layer.
 
@@ -31,13 +32,15 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from lorakit.layers.mixed_stack import Gathered, PrepareContext, stack_of
+
 
 class MixedStrategy(Protocol):
     """How a LoRA layer applies one adapter per row."""
 
     name: str
 
-    def prepare(self, layer: nn.Module, rows: list[str | None]) -> Any:
+    def prepare(self, layer: nn.Module, rows: list[str | None], ctx: PrepareContext | None = None) -> Any:
         """Whatever ``apply`` needs for this row assignment, or None when no row adapts this layer."""
         ...
 
@@ -48,7 +51,7 @@ class MixedStrategy(Protocol):
 
 def _rows_on_layer(layer: nn.Module, rows: list[str | None]) -> list[str | None]:
     """Each row's adapter if this layer has it, else None (the row runs the base here)."""
-    present = set(layer.lora_A.keys())
+    present = layer._modules["lora_A"]._modules  # a dict: no nn.Module look-up per layer and batch
     return [n if n in present else None for n in rows]
 
 
@@ -62,113 +65,20 @@ def _as_rows(t: torch.Tensor, n_rows: int) -> torch.Tensor:
     return t.reshape(n_rows, -1, t.shape[-1])
 
 
-@dataclass
-class _Gathered:
-    a_rows: torch.Tensor  # (rows, in, R)
-    b_rows: torch.Tensor  # (rows, R, out), scaling folded in
-
-
-class _LayerStack:
-    """One layer's adapters kept stacked between batches: ``a`` (slots, in, R) and ``b`` (slots, R,
-    out, scaling folded in), zero-padded to the largest rank; slot 0 is all zeros (base rows).
-
-    An adapter's slot is written when a batch first uses it, rewritten when its weights change
-    (another tensor, or written in place: ``_version``) and freed once it leaves the layer, so a
-    new batch composition costs one ``index_select`` per stack instead of a copy per adapter.
-    """
-
-    def __init__(self) -> None:
-        self.a: torch.Tensor | None = None
-        self.b: torch.Tensor | None = None
-        self.slots: dict[str, int] = {}
-        self.sources: dict[str, tuple[torch.Tensor, torch.Tensor, int, int, float]] = {}
-        self.free: list[int] = []
-
-    def rows(self, layer: nn.Module, names: list[str], rows: list[str | None]) -> _Gathered:
-        present = layer._modules["lora_A"]._modules
-        for gone in [n for n in self.slots if n not in present]:
-            self.free.append(self.slots.pop(gone))
-            del self.sources[gone]
-        # Checked without nn.Module attribute look-ups: a server re-gathers ~16 adapters on 100+
-        # layers whenever a request joins or leaves, and those look-ups were most of that cost.
-        stale = [n for n in names if not self._current(layer, n)]
-        if stale:  # plain tensors even inside inference_mode, so a later no_grad batch may update them
-            with torch.inference_mode(False), torch.no_grad():
-                for n in stale:
-                    self._refresh(layer, n)
-        assert self.a is not None and self.b is not None
-        rank = max(layer.r[n] for n in names)
-        index = torch.tensor([self.slots[n] if n else 0 for n in rows], device=self.a.device)
-        return _Gathered(
-            self.a[:, :, :rank].index_select(0, index), self.b[:, :rank, :].index_select(0, index)
-        )
-
-    def _current(self, layer: nn.Module, name: str) -> bool:
-        """Whether ``name``'s slot holds its present tensors, unchanged (same objects, ``_version``
-        and scaling)."""
-        held = self.sources.get(name)
-        if held is None:
-            return False
-        tables = layer._modules
-        a_w = tables["lora_A"]._modules[name]._parameters["weight"]
-        b_w = tables["lora_B"]._modules[name]._parameters["weight"]
-        return (
-            held[0] is a_w
-            and held[1] is b_w
-            and held[2:] == (a_w._version, b_w._version, layer.scaling[name])
-        )
-
-    def _refresh(self, layer: nn.Module, name: str) -> None:
-        a_w, b_w = layer.lora_A[name].weight, layer.lora_B[name].weight
-        scaling = layer.scaling[name]
-        r = layer.r[name]
-        slot = self.slots.get(name)
-        if slot is None:
-            slot = self.free.pop() if self.free else len(self.slots) + 1
-        self._make_room(a_w, slot, r, layer.in_features, layer.out_features)
-        assert self.a is not None and self.b is not None
-        self.a[slot].zero_()
-        self.b[slot].zero_()
-        self.a[slot, :, :r] = a_w.t()
-        self.b[slot, :r, :] = b_w.t() * scaling
-        self.slots[name] = slot
-        self.sources[name] = (a_w, b_w, a_w._version, b_w._version, scaling)
-
-    def _make_room(self, like: torch.Tensor, slot: int, rank: int, fan_in: int, fan_out: int) -> None:
-        """Grow the stacks (doubling the slots) so that ``slot`` exists and rank ``rank`` fits."""
-        have_slots = 0 if self.a is None else self.a.shape[0]
-        have_rank = 0 if self.a is None else self.a.shape[2]
-        if slot < have_slots and rank <= have_rank:
-            return
-        slots = max(slot + 1, 2 * have_slots) if slot >= have_slots else have_slots
-        width = max(rank, have_rank)
-        a = like.new_zeros(slots, fan_in, width)
-        b = like.new_zeros(slots, width, fan_out)
-        if self.a is not None and self.b is not None:
-            a[:have_slots, :, :have_rank] = self.a
-            b[:have_slots, :have_rank, :] = self.b
-        self.a, self.b = a, b
-
-
-def _stack_of(layer: nn.Module) -> _LayerStack:
-    stack = layer.__dict__.get("_lorakit_mixed_stack")
-    if stack is None:
-        stack = layer.__dict__["_lorakit_mixed_stack"] = _LayerStack()
-    return stack
-
-
 class GatherBmm:
     """Per-row stacks of A and B (padded to the largest rank) and two batched products."""
 
     name = "gather"
 
-    def prepare(self, layer: nn.Module, rows: list[str | None]) -> _Gathered | None:
+    def prepare(
+        self, layer: nn.Module, rows: list[str | None], ctx: PrepareContext | None = None
+    ) -> Gathered | None:
         rows = _rows_on_layer(layer, rows)
         names = sorted({n for n in rows if n is not None})
         if not names:
             return None
         if not torch.is_grad_enabled():
-            return _stack_of(layer).rows(layer, names, rows)
+            return stack_of(layer).rows(layer, names, rows, ctx)
         # Recording a graph: gather from the adapters' own tensors, so gradients reach them.
         rank = max(layer.r[n] for n in names)
         weight = layer.lora_A[names[0]].weight
@@ -180,9 +90,9 @@ class GatherBmm:
             b_table[i, :r, :] = layer.lora_B[n].weight.t() * layer.scaling[n]
         slot = {n: i for i, n in enumerate(names, start=1)}
         index = torch.tensor([slot.get(n, 0) if n else 0 for n in rows], device=weight.device)
-        return _Gathered(a_table.index_select(0, index), b_table.index_select(0, index))
+        return Gathered(a_table.index_select(0, index), b_table.index_select(0, index))
 
-    def apply(self, state: _Gathered, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    def apply(self, state: Gathered, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         n = state.a_rows.shape[0]
         x3 = _as_rows(x, n).to(state.a_rows.dtype)
         out3 = _as_rows(out, n)
@@ -205,7 +115,9 @@ class SegmentLoop:
 
     name = "segments"
 
-    def prepare(self, layer: nn.Module, rows: list[str | None]) -> tuple[int, list[_Segment]] | None:
+    def prepare(
+        self, layer: nn.Module, rows: list[str | None], ctx: PrepareContext | None = None
+    ) -> tuple[int, list[_Segment]] | None:
         rows = _rows_on_layer(layer, rows)
         names = sorted({n for n in rows if n is not None})
         if not names:
@@ -286,6 +198,7 @@ class RowRouting:
         self.rows = list(rows)
         self.strategy = strategy
         self._prepared: dict[int, Any] = {}
+        self._ctx = PrepareContext()
 
     def state_for(self, layer: nn.Module) -> Any:
         if torch.is_grad_enabled():  # a cached graph could not be backpropagated twice
@@ -293,11 +206,20 @@ class RowRouting:
         key = id(layer)
         if key not in self._prepared:
             with torch.no_grad():
-                self._prepared[key] = self.strategy.prepare(layer, self.rows)
+                self._prepared[key] = self.strategy.prepare(layer, self.rows, self._ctx)
         return self._prepared[key]
 
     def forget(self) -> None:
         self._prepared.clear()
+        self._ctx = PrepareContext()
+
+    def take_buffers(self, old: RowRouting) -> None:
+        """Reuse the buffers of ``old``, a row assignment this one replaces; ``old`` prepares
+        afresh if it is used again."""
+        if old is self or old.strategy is not self.strategy:
+            return
+        self._ctx.spare.update(old._prepared)
+        old.forget()
 
 
 def mixed_linear_forward(layer: nn.Module, routing: RowRouting, x: torch.Tensor) -> torch.Tensor:
