@@ -2,6 +2,7 @@
 
 Phases against one server process (`lorakit serve --adapters-dir`), 32 concurrent streaming clients:
   warm-up   20 s, the 50 adapters in turn (every one loaded and served); resident memory noted
+            (1 s after the phase, the server idle)
   one       60 s, every request on the same adapter
   fifty     60 s, a random adapter of 50 per request; resident memory after (leak check)
 then a second server with 500 adapters on disk and --max-loaded 50, 60 s of random adapters:
@@ -57,6 +58,13 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def idle_rss_mb(pid: int) -> float:
+    """Resident memory once the server has gone idle: its engine hands freed heap pages back to the
+    OS when the work runs out, so this is what stays in use, not the last busy moment's peak."""
+    time.sleep(1.0)
+    return rss_mb(pid)
 
 
 async def client(url: str, pick, deadline: float, out: list[dict]) -> None:
@@ -197,10 +205,10 @@ def main(argv: list[str] | None = None) -> None:
         try:
             warm = itertools.cycle(names)  # every adapter loaded and served in a mixed batch
             run_phase(url, lambda: next(warm), 20)
-            rss_warm = rss_mb(proc.pid)
+            rss_warm = idle_rss_mb(proc.pid)
             one = run_phase(url, lambda: names[0], args.seconds)
             fifty_run = run_phase(url, lambda: random.choice(names), args.seconds)
-            rss_after = rss_mb(proc.pid)
+            rss_after = idle_rss_mb(proc.pid)
         finally:
             proc.terminate()
             proc.wait(120)

@@ -141,3 +141,24 @@ def test_settle_heap_moves_live_objects_out_of_the_collector() -> None:
         assert gc.get_freeze_count() >= len(keep)
     finally:
         gc.unfreeze()
+
+
+def test_the_engine_hands_memory_back_once_each_time_its_work_runs_out(lm_assets: dict[str, Path]) -> None:
+    from lorakit.training.memory import trim_heap
+
+    state = ServerState(lm_config(lm_assets))
+    assert state.engine.on_idle is trim_heap  # what the server wires in
+    calls: list[float] = []
+    state.engine.on_idle = lambda: calls.append(time.perf_counter())
+    with LiveServer(state) as server:
+        time.sleep(1.2)  # idle since start-up, nothing ran: nothing to hand back
+        assert calls == []
+        body = {"model": "a", "prompt": "one", "max_tokens": 4, "temperature": 0}
+        for spell in (1, 2):
+            assert httpx.post(server.url + "/v1/completions", json=body, timeout=30).status_code == 200
+            deadline = time.time() + 10
+            while len(calls) < spell and time.time() < deadline:
+                time.sleep(0.02)
+            assert len(calls) == spell
+        time.sleep(1.2)  # several idle waits later: still once per busy spell
+        assert len(calls) == 2

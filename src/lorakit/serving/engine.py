@@ -58,8 +58,12 @@ class Engine:
         max_queue: int,
         metrics: ServerMetrics,
         strategy: str = "gather",
+        on_idle: Callable[[], Any] | None = None,
     ) -> None:
         self.backend, self.store, self.metrics = backend, store, metrics
+        self.on_idle = on_idle
+        """Called on the engine thread each time the work runs out (the server hands freed heap
+        pages back to the OS there: a busy spell's peak would otherwise stay resident)."""
         self.max_batch, self.max_queue = max_batch, max_queue
         self.batcher = (
             ContinuousBatcher(backend.lm, backend.tokenizer, max_batch=max_batch, strategy=strategy)
@@ -125,13 +129,19 @@ class Engine:
 
     # -- the engine thread ---------------------------------------------------------------------
     def _loop(self) -> None:
+        busy = False  # whether the last pass had work: on_idle runs once per busy spell
         while True:
+            if busy and self.on_idle is not None:
+                with self._wake:
+                    busy = not self._idle()
+                if not busy:
+                    self.on_idle()  # outside the lock: submitters (the event loop) never wait on it
             with self._wake:
-                idle = not (self.calls or self.classify_jobs or self._cancel or self.pending or self.running)
-                if idle and not self._stop:
+                if self._idle() and not self._stop:
                     self._wake.wait(timeout=0.5)
                 if self._stop:
                     break
+                busy = not self._idle()
                 calls, self.calls = list(self.calls), deque()
                 jobs, self.classify_jobs = self.classify_jobs, []
                 cancel, self._cancel = self._cancel, set()
@@ -143,6 +153,9 @@ class Engine:
             self._step()
             self._admit()
         self._fail_all(LorakitError("the server is shutting down"))
+
+    def _idle(self) -> bool:
+        return not (self.calls or self.classify_jobs or self._cancel or self.pending or self.running)
 
     def _run_call(self, fn: Callable[[], Any], future: Future) -> None:
         try:

@@ -17,6 +17,7 @@ from lorakit.serving.engine import Engine, QueueFull
 from lorakit.serving.errors import ApiError
 from lorakit.serving.metrics import ServerMetrics
 from lorakit.serving.store import AdapterInfo, AdapterStore, UnknownAdapter
+from lorakit.training.memory import trim_heap
 
 
 def pick_device(spec: str) -> str:
@@ -48,7 +49,13 @@ class ServerState:
             on_evict=lambda name: self.metrics.adapter_evictions.inc(),
         )
         self.engine = Engine(
-            self.backend, self.store, config.max_batch, config.max_queue, self.metrics, config.strategy
+            self.backend,
+            self.store,
+            config.max_batch,
+            config.max_queue,
+            self.metrics,
+            config.strategy,
+            on_idle=trim_heap,  # the server owns its process; glibc keeps a busy spell's peak otherwise
         )
         self.draining = False
         for name, folder in config.adapters.items():  # named adapters: checked and loaded up front
