@@ -138,3 +138,21 @@ def test_a_batch_that_replaces_another_reuses_its_buffers_and_stays_exact() -> N
     with torch.inference_mode(), MixedBatch(model, ["e", "d", None, "c", "b"]):
         fresh = model(input_ids=ids[:5]).logits
     assert torch.equal(again, fresh)
+
+
+def test_a_model_cast_to_another_dtype_gathers_afresh() -> None:
+    model = inject(tiny_llama(), LoraConfig(r=2, alpha=4, targets=["q_proj"]), "a")
+    add_adapter(model, "b", LoraConfig(r=2, alpha=4, targets=["q_proj"]))
+    for i, n in enumerate("ab"):
+        _randomize(model, n, i)
+    model.eval()
+    ids = torch.randint(0, 99, (2, 5), generator=torch.Generator().manual_seed(4))
+    _check_rows(model, ["a", "b"], ids, inference=True)
+    model.double()  # the same Parameter objects, new data: the stacks must follow
+    with torch.inference_mode(), mixed_adapters(model, ["a", "b"]):
+        mixed = model(input_ids=ids).logits
+    assert mixed.dtype == torch.float64
+    for _, layer in lora_layers(model):
+        assert layer.__dict__["_lorakit_mixed_stack"].ab.dtype == torch.float64
+    for i, name in enumerate(["a", "b"]):
+        assert (mixed[i] - _alone(model, name, ids[i : i + 1])[0]).abs().max() <= TOL

@@ -47,12 +47,16 @@ class _LayerStack:
     """
 
     def __init__(self) -> None:
+        self.version = 0  # bumped whenever a slot's contents change
+        self._reset()
+
+    def _reset(self) -> None:
         self.ab: torch.Tensor | None = None  # (slots, in * R + R * out)
         self.fan_in = self.fan_out = self.width = 0
         self.slots: dict[str, int] = {}
         self.sources: dict[str, tuple[torch.Tensor, torch.Tensor, int, int, float]] = {}
         self.free: list[int] = []
-        self.version = 0  # bumped whenever a slot's contents change
+        self.version += 1
 
     @property
     def a(self) -> torch.Tensor | None:
@@ -73,6 +77,9 @@ class _LayerStack:
     ) -> Gathered:
         a_mods = layer._modules["lora_A"]._modules
         b_mods = layer._modules["lora_B"]._modules
+        like = a_mods[names[0]]._parameters["weight"]
+        if self.ab is not None and (self.ab.device != like.device or self.ab.dtype != like.dtype):
+            self._reset()  # the model moved or changed dtype (Module.to keeps the same tensors)
         for gone in [n for n in self.slots if n not in a_mods]:
             self.free.append(self.slots.pop(gone))
             del self.sources[gone]
