@@ -46,9 +46,9 @@ def main() -> None:
     phases: dict[str, dict[str, float]] = {"start": rss_mb()}
     import torch
 
+    from lorakit.heap import trim_heap
     from lorakit.runconfig.yaml_io import apply_override, parse_override, validate_config
     from lorakit.training.loop import draw_steps, evaluate, train_step
-    from lorakit.training.memory import trim_heap
     from lorakit.training.reporting import Reporter
     from lorakit.training.setup import setup_run
 

@@ -95,8 +95,8 @@ def prepare_for_serving(model: nn.Module, *, packed: bool = True) -> list[str]:
     which computes its base module exactly: the first adapter loaded builds no wrapper, and an
     evicted one leaves nothing to rebuild (``delete_adapter(..., unwrap=False)``). With ``packed``
     all of them compute their frozen products from oneDNN-packed weights while no gradient is
-    recorded (decoding 1.5-1.8x faster here); the packed copies are made here, so the extra memory
-    (one more copy of those weights) is taken at once and stays constant."""
+    recorded (16-row decoding 1.23x faster here, BENCHMARKS.md); the packed copies are made here,
+    so the extra memory (one more copy of those weights) is taken at once and stays constant."""
     model.requires_grad_(False)
     names = wrap_output_head(model)
     # inside these, layers belong to something else: a trained copy, or a FrozenLinear's own base

@@ -144,7 +144,7 @@ def test_settle_heap_moves_live_objects_out_of_the_collector() -> None:
 
 
 def test_the_engine_hands_memory_back_once_each_time_its_work_runs_out(lm_assets: dict[str, Path]) -> None:
-    from lorakit.training.memory import trim_heap
+    from lorakit.heap import trim_heap
 
     state = ServerState(lm_config(lm_assets))
     assert state.engine.on_idle is trim_heap  # what the server wires in

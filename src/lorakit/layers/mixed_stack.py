@@ -29,8 +29,10 @@ class Gathered:
 class PrepareContext:
     """What the layers of one row assignment share while they prepare."""
 
-    indices: dict = field(default_factory=dict)
+    indices: dict[tuple, torch.Tensor] = field(default_factory=dict)
     """Index tensors by (device, values): layers whose stacks agree share them."""
+    changes: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    """(changed rows, their new slots) by (device, old slots, new slots), likewise shared."""
     spare: dict[int, Any] = field(default_factory=dict)
     """The states, by layer id, of a row assignment this one replaces: their buffers are reused
     (a decode loop re-gathers at nearly every step; fresh buffers each time cost page faults)."""
@@ -193,13 +195,12 @@ def _changes(
     """(rows whose slot changed from ``old`` to ``new``, their new slots) as index tensors;
     computed once per pair and device (the layers of a model mostly agree)."""
     key = (device, old, new)
-    found = ctx.indices.get(key)
+    found = ctx.changes.get(key)
     if found is None:
-        changed = [
-            i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b
-        ]  # rows past len(new) left
+        # zip stops at the shorter: rows past len(new) left, rows past len(old) joined
+        changed = [i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b]
         changed += range(len(old), len(new))
-        found = ctx.indices[key] = (
+        found = ctx.changes[key] = (
             torch.tensor(changed, dtype=torch.long, device=device),
             torch.tensor([new[i] for i in changed], dtype=torch.long, device=device),
         )

@@ -5,7 +5,8 @@ from memory once per token. torch's GEMM (MKL) reads each weight in its plain ro
 oneDNN can reorder a weight once into its own blocked layout
 (``torch.ops.mkldnn._reorder_linear_weight``) and multiply by that copy
 (``torch.ops.mkldnn._linear_pointwise``). On the benchmark machine this made SmolLM2-135M's
-16-row greedy decode 1.5-1.8x faster end to end (BENCHMARKS.md, "Serving").
+16-row greedy decode with 16 mixed adapters 1.23x faster end to end (``serve_generate``,
+``mixed-unpacked`` row; BENCHMARKS.md, "Serving").
 
 The costs, and why it is opt-in (``LoraLinear.packed_base``, ``FrozenLinear.packed``; set by
 ``lorakit.fast_modules.prepare_for_serving`` and ``lorakit serve``):
@@ -14,8 +15,9 @@ The costs, and why it is opt-in (``LoraLinear.packed_base``, ``FrozenLinear.pack
 - float32 results equal torch's up to summation order (last bits), as with ``MatmulBackend.ONEDNN``;
 - only while no gradient is recorded (the packed copy has no autograd), on CPU float32, for
   weights of at least ``MIN_WEIGHT`` elements, at any row count (a decode step reads each weight
-  from memory, where the blocked layout won at 1, 2 and 4 rows as well: 1.3-1.6x end to end,
-  though a product on a weight already in cache can be slower than MKL's at 1 row); under
+  from memory; a product on a weight already in cache can be slower than MKL's at 1 row: an
+  isolated, cache-hot product on SmolLM2's shapes ran 0.56-0.92x at 1 row and 0.95-1.83x at 2-4
+  rows, 2026-12-04); under
   ``MatmulBackend.TORCH`` never, so that setting stays bit-identical to nn.Linear.
 
 The copy is rebuilt whenever the weight changes (a merge writes it in place: its ``_version``

@@ -55,7 +55,7 @@ class Backend:
             self.lm = load_pretrained(self.ref, AutoModelForCausalLM).to(self.device).eval()
             # Empty LoRA wrappers on every linear layer (adapters attach without building any) and,
             # unless turned off, packed weights for every frozen product: a decode step streams
-            # the whole model, and oneDNN's blocked layout made it 1.5-1.8x faster (BENCHMARKS.md).
+            # the whole model, and oneDNN's blocked layout made it 1.23x faster (BENCHMARKS.md).
             prepare_for_serving(self.lm, packed=packed_weights)
         else:
             from transformers import AutoModelForSequenceClassification

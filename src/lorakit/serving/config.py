@@ -51,8 +51,9 @@ class ServeConfig(BaseModel):
     num_threads: int | None = Field(None, ge=1)
     """torch intra-op threads (default: torch's choice)."""
     packed_weights: bool = True
-    """Causal LMs on CPU: multiply by oneDNN-packed copies of the frozen weights (decoding about
-    1.5x faster; one more copy of the linear weights in memory, ~540 MB for SmolLM2-135M)."""
+    """Causal LMs on CPU: multiply by oneDNN-packed copies of the frozen weights (16-row decoding
+    1.23x faster in BENCHMARKS.md; one more copy of the linear weights in memory, ~540 MB for
+    SmolLM2-135M)."""
 
     @field_validator("adapters")
     @classmethod

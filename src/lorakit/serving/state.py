@@ -11,13 +11,13 @@ from typing import Any
 import torch
 
 from lorakit.errors import LorakitError
+from lorakit.heap import trim_heap
 from lorakit.serving.backend import Backend
 from lorakit.serving.config import API_KEY_ENV, ServeConfig
 from lorakit.serving.engine import Engine, QueueFull
 from lorakit.serving.errors import ApiError
 from lorakit.serving.metrics import ServerMetrics
 from lorakit.serving.store import AdapterInfo, AdapterStore, UnknownAdapter
-from lorakit.training.memory import trim_heap
 
 
 def pick_device(spec: str) -> str:

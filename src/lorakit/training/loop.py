@@ -24,6 +24,7 @@ from lorakit.data.batching import epoch_batches
 from lorakit.distributed import all_reduce_sums, broadcast_flag, shard_batches, shutdown_distributed
 from lorakit.errors import LorakitError, TrainingDiverged, TrainingInterrupted
 from lorakit.extras import available
+from lorakit.heap import trim_heap
 from lorakit.layers.gemm import matmul_backend
 from lorakit.quantized_model.quantize import quantized_modules
 from lorakit.runconfig.schema import RunConfig
@@ -31,7 +32,6 @@ from lorakit.runconfig.yaml_io import save_config
 from lorakit.summary import trainable_summary
 from lorakit.training.checkpoint import list_checkpoints, restore_checkpoint, save_checkpoint
 from lorakit.training.drift import check_resume_base, check_resume_config
-from lorakit.training.memory import trim_heap
 from lorakit.training.plots import write_plots
 from lorakit.training.recovery import clean_leftovers
 from lorakit.training.reporting import METRICS_FILE, Reporter, last_eval_row

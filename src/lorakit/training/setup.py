@@ -23,6 +23,7 @@ from lorakit.distributed import DistContext, ParallelStrategy, init_distributed,
 from lorakit.errors import ConfigError, DataError
 from lorakit.extras import available, missing_message
 from lorakit.extras import check as check_extra
+from lorakit.heap import release_freed_memory
 from lorakit.metrics import GENERATION_METRICS
 from lorakit.model import inject
 from lorakit.model_sources import ModelRef, load_tokenizer, resolve_model
@@ -31,7 +32,6 @@ from lorakit.runconfig.schema import RunConfig
 from lorakit.tasks import DEFAULT_METRIC, TASK_METRICS, Task, build_task, labels_for
 from lorakit.tasks.common import feature_length, read_task_file
 from lorakit.training.fast_paths import FastPaths, apply_fast_paths
-from lorakit.training.memory import release_freed_memory
 from lorakit.training.optim import Schedule, build_optimizer, build_schedule
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lorakit.training.memory import trim_heap
+from lorakit.heap import trim_heap
 
 
 def _rss_mb() -> float:
