@@ -20,7 +20,7 @@ PACKAGE = "lorakit"
 # Lowest first. A component imports only components of an earlier line; peers on one line
 # don't import each other. A new top-level module or subpackage must be placed here.
 LAYERS: list[set[str]] = [
-    {"errors", "digest"},  # import nothing from lorakit
+    {"errors", "digest", "heap"},  # import nothing from lorakit
     {"paths", "patterns", "extras"},  # safe paths, bounded regexes, optional packages
     {"config", "quant", "distributed", "gguf_cache", "metrics"},  # LoraConfig, quantized storage
     {"model_safety"},  # refusing model folders that would unpickle or run code
